@@ -1,0 +1,3 @@
+"""deqfusion: Deep Equilibrium Multimodal Fusion for PyTorch."""
+
+__version__ = "0.1.0"
