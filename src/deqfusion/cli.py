@@ -17,6 +17,8 @@ from .errors import UserError
 
 #: command modules, in the order ``deqfusion --help`` lists them
 COMMAND_MODULES = [
+    "deqfusion.commands.mosi_features",
+    "deqfusion.commands.mmimdb",
 ]
 
 

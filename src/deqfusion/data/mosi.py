@@ -62,17 +62,30 @@ class MosiSplit:
         features: modality name -> ``(n, d)`` float32 array.
         labels: ``(n,)`` float32 continuous sentiment in [-3, 3].
         ids: utterance ids (``<video>_<n>``), in row order.
+        source: the bc-LSTM split (``"train"``/``"test"``) each utterance's features come from. The bc-LSTM
+            feature extractors were fitted on their own train split, so features of ``"train"`` utterances
+            carry label information (see :func:`select_rows`).
     """
 
     features: dict[str, np.ndarray]
     labels: np.ndarray
     ids: list[str]
+    source: list[str] | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def subset(self, modalities: Sequence[str]) -> MosiSplit:
-        return MosiSplit({m: self.features[m] for m in modalities}, self.labels, list(self.ids))
+        return MosiSplit({m: self.features[m] for m in modalities}, self.labels, list(self.ids), self.source)
+
+    def select_rows(self, keep: np.ndarray) -> MosiSplit:
+        """The rows where the boolean array ``keep`` is True."""
+        keep = np.asarray(keep, dtype=bool)
+        idx = np.flatnonzero(keep)
+        return MosiSplit(
+            {m: x[idx] for m, x in self.features.items()}, self.labels[idx], [self.ids[i] for i in idx],
+            None if self.source is None else [self.source[i] for i in idx],
+        )
 
 
 @dataclass
@@ -309,7 +322,7 @@ def load_mosi_features(path: str | Path, modalities: Sequence[str] = MODALITIES)
         for m in modalities:
             features[m] = np.stack([feats[(m, b)][i] for b, i, _, _ in items]).astype(np.float32)
         labels = np.asarray([lab for _, _, lab, _ in items], dtype=np.float32)
-        splits[s] = MosiSplit(features, labels, [u for _, _, _, u in items])
+        splits[s] = MosiSplit(features, labels, [u for _, _, _, u in items], [b for b, _, _, _ in items])
         total = len(items) + dropped[s]
         if total != STANDARD_SIZES[s]:
             log.warning("%s: the %s split has %d utterances, the standard split has %d",
@@ -350,7 +363,7 @@ def standardize(data: MosiFeatureData, eps: float = 1e-6) -> MosiFeatureData:
         feats = {
             m: ((sp.features[m] - stats[m][0]) / stats[m][1]).astype(np.float32) for m in data.modalities
         }
-        splits[s] = MosiSplit(feats, sp.labels, list(sp.ids))
+        splits[s] = MosiSplit(feats, sp.labels, list(sp.ids), sp.source)
     return MosiFeatureData(splits, dict(data.dims), dict(data.dropped), data.root, stats)
 
 
