@@ -196,7 +196,9 @@ def run(args) -> int:
             test = summarize([{k[5:]: v for k, v in r.items() if k.startswith("test_")} for r in mine])
             clean = summarize([{k[6:]: v for k, v in r.items() if k.startswith("clean_")} for r in mine])
             seeds = [r["seed"] for r in mine]
-            summary.append({"subset": label, "fusion": fname, "seeds": seeds, "test": test, "test_clean": clean})
+            summary.append(
+                {"subset": label, "fusion": fname, "seeds": seeds, "test": test, "test_clean": clean}
+            )
     write_json(out / "summary.json", summary)
     flat = []
     for s in summary:
