@@ -27,5 +27,7 @@ def shared_data_dir() -> Path:
 
 @pytest.fixture(autouse=True)
 def _torch_threads():
-    torch.set_num_threads(2)
+    # tests use small tensors: one intra-op thread avoids OpenMP spin-waiting, which made small-op tests over
+    # 10x slower whenever another process shared the two cores
+    torch.set_num_threads(1)
     yield

@@ -1,1 +1,9 @@
-from . import baselines  # noqa: F401  (registers tensor, lowrank, mi_matrix)
+"""Fusion modules. Importing this package registers every fusion with :mod:`deqfusion.fusion.registry`."""
+
+from . import baselines as _baselines  # noqa: F401  (registers tensor, lowrank, mi_matrix)
+from . import simple  # noqa: F401  (registers concat, sum)
+from .base import FusionModule
+from .deq_fusion import DEQFusion, UnrolledFusion
+from .registry import available_fusions, build_fusion, register_fusion
+
+__all__ = ["DEQFusion", "UnrolledFusion", "FusionModule", "available_fusions", "build_fusion", "register_fusion"]

@@ -1,0 +1,320 @@
+"""Batched fixed-point solvers: Anderson acceleration, Broyden's method and plain (damped) iteration.
+
+Every solver finds ``z`` with ``f(z) = z`` for a batch of independent problems: ``f`` maps a state of shape
+``(B, ...)`` to the same shape, and sample ``b`` of the output may depend only on sample ``b`` of the input.
+Residuals are measured per sample:
+
+* absolute: ``||f(z) - z||``
+* relative: ``||f(z) - z|| / (||f(z)|| + eps)``
+
+so that the stopping rule, and hence the answer, does not depend on the batch size. A solve stops as soon as every
+sample's residual (the one named by ``stop_mode``) is at most ``tol``, or after ``max_iter`` iterations, and returns
+for each sample the iterate with the lowest residual seen. Non-finite evaluations are recorded per sample
+(``SolverResult.nonfinite``); such samples keep their best finite iterate and are not advanced further.
+
+All solvers run under ``torch.no_grad()``: gradients are the business of :mod:`deqfusion.deq.backward`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from .result import SolverResult
+
+log = logging.getLogger(__name__)
+
+Func = Callable[[Tensor], Tensor]
+
+EPS = 1e-9
+
+__all__ = ["anderson", "broyden", "fixed_point_iter", "solve", "get_solver", "SOLVERS", "SolverResult"]
+
+
+class _Tracker:
+    """Per-sample bookkeeping shared by the solvers: residuals, traces, best iterate, stopping, failures."""
+
+    def __init__(self, z0: Tensor, tol: float, stop_mode: str, name: str):
+        if stop_mode not in ("rel", "abs"):
+            raise ValueError(f"stop_mode must be 'rel' or 'abs', got {stop_mode!r}")
+        if tol < 0:
+            raise ValueError(f"tol must be >= 0, got {tol}")
+        self.shape = z0.shape
+        self.bsz = z0.shape[0]
+        self.tol = float(tol)
+        self.stop_mode = stop_mode
+        self.name = name
+        dev, dt = z0.device, z0.dtype
+        self.best_z = z0.reshape(self.bsz, -1).clone()
+        self.best_fz = torch.zeros_like(self.best_z)
+        inf = torch.full((self.bsz,), float("inf"), device=dev, dtype=dt)
+        self.best_abs = inf.clone()
+        self.best_rel = inf.clone()
+        self.nonfinite = torch.zeros(self.bsz, dtype=torch.bool, device=dev)
+        self.abs_trace: list[Tensor] = []
+        self.rel_trace: list[Tensor] = []
+        self.nstep = 0
+
+    def update(self, x: Tensor, fx: Tensor, diff: Tensor | None = None) -> Tensor:
+        """Record the iterate ``x`` (flattened, (B, n)), ``f(x)`` and optionally ``f(x) - x``.
+
+        Returns the per-sample mask of finite evaluations.
+        """
+        self.nstep += 1
+        if diff is None:
+            diff = fx - x
+        abs_res = diff.norm(dim=1)
+        rel_res = abs_res / (fx.norm(dim=1) + EPS)
+        finite = torch.isfinite(abs_res) & torch.isfinite(rel_res)
+        if not bool(finite.all()):
+            self.nonfinite |= ~finite
+            inf = torch.full_like(abs_res, float("inf"))
+            abs_res = torch.where(finite, abs_res, inf)
+            rel_res = torch.where(finite, rel_res, inf)
+        self.abs_trace.append(abs_res)
+        self.rel_trace.append(rel_res)
+        crit = rel_res if self.stop_mode == "rel" else abs_res
+        best_crit = self.best_rel if self.stop_mode == "rel" else self.best_abs
+        better = crit < best_crit
+        n_better = int(better.sum())
+        if n_better == self.bsz:
+            self.best_z.copy_(x)
+            self.best_fz.copy_(fx)
+            self.best_abs.copy_(abs_res)
+            self.best_rel.copy_(rel_res)
+        elif n_better:
+            idx = better.nonzero().squeeze(1)
+            self.best_z.index_copy_(0, idx, x.index_select(0, idx))
+            self.best_fz.index_copy_(0, idx, fx.index_select(0, idx))
+            self.best_abs.index_copy_(0, idx, abs_res.index_select(0, idx))
+            self.best_rel.index_copy_(0, idx, rel_res.index_select(0, idx))
+        return finite
+
+    def done(self) -> bool:
+        crit = self.best_rel if self.stop_mode == "rel" else self.best_abs
+        return bool(((crit <= self.tol) | self.nonfinite).all())
+
+    def result(self) -> SolverResult:
+        crit = self.best_rel if self.stop_mode == "rel" else self.best_abs
+        converged = crit <= self.tol
+        never_finite = ~torch.isfinite(self.best_abs)
+        if never_finite.any():
+            # no finite evaluation at all for these samples: f(z0) itself was non-finite
+            self.best_fz = torch.where(never_finite[:, None], torch.full_like(self.best_fz, float("nan")),
+                                       self.best_fz)
+        if self.nonfinite.any():
+            status = "nonfinite"
+        elif bool(converged.all()):
+            status = "converged"
+        else:
+            status = "max_iter"
+        if self.abs_trace:
+            abs_trace = torch.stack(self.abs_trace)
+            rel_trace = torch.stack(self.rel_trace)
+        else:
+            abs_trace = rel_trace = self.best_abs.new_zeros((0, self.bsz))
+        return SolverResult(
+            z=self.best_z.reshape(self.shape),
+            fz=self.best_fz.reshape(self.shape),
+            nstep=self.nstep,
+            abs_residual=self.best_abs,
+            rel_residual=self.best_rel,
+            abs_trace=abs_trace,
+            rel_trace=rel_trace,
+            converged=converged,
+            nonfinite=self.nonfinite.clone(),
+            status=status,
+            solver=self.name,
+        )
+
+
+def _flat(f: Func, shape: torch.Size) -> Func:
+    bsz = shape[0]
+    return lambda x: f(x.reshape(shape)).reshape(bsz, -1)
+
+
+def _check_budget(max_iter: int) -> None:
+    if int(max_iter) < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+
+
+@torch.no_grad()
+def fixed_point_iter(
+    f: Func, z0: Tensor, max_iter: int = 105, tol: float = 1e-4, stop_mode: str = "rel", tau: float = 1.0,
+    **_unused,
+) -> SolverResult:
+    """Plain (optionally damped) fixed-point iteration ``z <- (1 - tau) z + tau f(z)``."""
+    _check_budget(max_iter)
+    if not 0 < tau <= 1:
+        raise ValueError(f"tau must be in (0, 1], got {tau}")
+    ff = _flat(f, z0.shape)
+    tr = _Tracker(z0, tol, stop_mode, "fixed_point_iter")
+    x = z0.reshape(z0.shape[0], -1)
+    for _ in range(int(max_iter)):
+        fx = ff(x)
+        finite = tr.update(x, fx)
+        if tr.done():
+            break
+        step = x + tau * (fx - x)
+        x = torch.where(finite[:, None], step, tr.best_z)
+    return tr.result()
+
+
+@torch.no_grad()
+def anderson(
+    f: Func, z0: Tensor, max_iter: int = 105, tol: float = 1e-4, stop_mode: str = "rel", m: int = 6,
+    lam: float = 1e-4, beta: float = 1.0, lam_relative: bool = True, **_unused,
+) -> SolverResult:
+    """Anderson acceleration (type II) with memory ``m``, Tikhonov regulariser ``lam`` and mixing ``beta``.
+
+    With ``lam_relative=True`` (default) the regulariser is ``lam`` times the mean squared residual norm in the
+    history, so it keeps the same strength whatever the scale of the residuals; an absolute ``lam`` (the reference
+    code's ``1e-4``, ``lam_relative=False``) dominates once residuals are small and stalls convergence.
+
+    Each iteration solves a small ``(k+1) x (k+1)`` bordered least-squares system per sample for the mixing
+    weights ``alpha`` (summing to one) that minimise ``||sum_j alpha_j (f(x_j) - x_j)||``, then steps to
+    ``sum_j alpha_j (f(x_j) - (1 - beta) (f(x_j) - x_j))``. The Gram matrix of the residual history is updated one
+    row per iteration. Samples whose system is singular or non-finite take a plain fixed-point step instead.
+    """
+    _check_budget(max_iter)
+    if m < 1:
+        raise ValueError(f"Anderson memory m must be >= 1, got {m}")
+    bsz = z0.shape[0]
+    ff = _flat(f, z0.shape)
+    tr = _Tracker(z0, tol, stop_mode, "anderson")
+    x = z0.reshape(bsz, -1)
+    n = x.shape[1]
+    dev, dt = x.device, x.dtype
+    F = torch.zeros(bsz, m, n, device=dev, dtype=dt)  # f(x_j)
+    G = torch.zeros(bsz, m, n, device=dev, dtype=dt)  # f(x_j) - x_j
+    gram = torch.zeros(bsz, m, m, device=dev, dtype=dt)
+    # bordered system [[0, 1^T], [1, G G^T + lam I]] [nu, alpha] = [1, 0]
+    H = torch.zeros(bsz, m + 1, m + 1, device=dev, dtype=dt)
+    H[:, 0, 1:] = 1
+    H[:, 1:, 0] = 1
+    rhs = torch.zeros(bsz, m + 1, 1, device=dev, dtype=dt)
+    rhs[:, 0] = 1
+    eye = torch.eye(m, device=dev, dtype=dt)
+
+    for k in range(int(max_iter)):
+        fx = ff(x)
+        g = fx - x
+        finite = tr.update(x, fx, g)
+        if tr.done():
+            break
+        slot = k % m
+        if not bool(finite.all()):
+            # a non-finite evaluation never enters the history: that sample restarts from its best iterate
+            fx = torch.where(finite[:, None], fx, tr.best_fz)
+            g = torch.where(finite[:, None], g, tr.best_fz - tr.best_z)
+        F[:, slot] = fx
+        G[:, slot] = g
+        h = min(k + 1, m)
+        row = torch.bmm(G[:, :h], g[:, :, None])[:, :, 0]  # (B, h): <g_j, g_new>
+        gram[:, slot, :h] = row
+        gram[:, :h, slot] = row
+        if lam_relative:
+            scale = gram[:, :h, :h].diagonal(dim1=1, dim2=2).mean(1).clamp_min(torch.finfo(dt).tiny)
+            reg = (lam * scale)[:, None, None] * eye[:h, :h]
+        else:
+            reg = lam * eye[:h, :h]
+        H[:, 1 : h + 1, 1 : h + 1] = gram[:, :h, :h] + reg
+        sol, info = torch.linalg.solve_ex(H[:, : h + 1, : h + 1], rhs[:, : h + 1])
+        alpha = sol[:, 1 : h + 1, 0]
+        ok = (info == 0) & torch.isfinite(alpha).all(1)
+        if not bool(ok.all()):
+            fallback = torch.zeros_like(alpha)
+            fallback[:, slot] = 1  # the newest entry alone: x <- f(x)
+            alpha = torch.where(ok[:, None], alpha, fallback)
+        x = torch.bmm(alpha[:, None], F[:, :h])[:, 0]
+        if beta != 1.0:
+            x = x - (1 - beta) * torch.bmm(alpha[:, None], G[:, :h])[:, 0]
+    return tr.result()
+
+
+@torch.no_grad()
+def broyden(
+    f: Func, z0: Tensor, max_iter: int = 105, tol: float = 1e-4, stop_mode: str = "rel", memory: int | None = None,
+    **_unused,
+) -> SolverResult:
+    """Limited-memory ("good") Broyden's method on ``g(z) = f(z) - z``, with unit steps.
+
+    The inverse Jacobian of ``g`` is approximated by ``-I + sum_i u_i v_i^T`` and updated each step with the rank-one
+    correction that maps the last change in ``g`` onto the last step. ``memory`` caps the stored updates (default:
+    ``max_iter``); samples whose update denominator vanishes skip that update.
+    """
+    _check_budget(max_iter)
+    bsz = z0.shape[0]
+    ff = _flat(f, z0.shape)
+    tr = _Tracker(z0, tol, stop_mode, "broyden")
+    x = z0.reshape(bsz, -1)
+    n = x.shape[1]
+    mem = int(memory or max_iter)
+    dev, dt = x.device, x.dtype
+    U = torch.zeros(bsz, mem, n, device=dev, dtype=dt)
+    V = torch.zeros(bsz, mem, n, device=dev, dtype=dt)
+    used = 0
+
+    def inv_mul(vec: Tensor) -> Tensor:  # (-I + U^T V) applied to vec: -vec + sum_i u_i (v_i . vec)
+        if used == 0:
+            return -vec
+        coef = torch.einsum("bmn,bn->bm", V[:, :used], vec)
+        return -vec + torch.einsum("bm,bmn->bn", coef, U[:, :used])
+
+    def vec_inv(vec: Tensor) -> Tensor:  # vec^T (-I + U^T V)
+        if used == 0:
+            return -vec
+        coef = torch.einsum("bmn,bn->bm", U[:, :used], vec)
+        return -vec + torch.einsum("bm,bmn->bn", coef, V[:, :used])
+
+    fx = ff(x)
+    finite = tr.update(x, fx)
+    gx = fx - x
+    slot = 0
+    while tr.nstep < int(max_iter) and not tr.done():
+        dx = -inv_mul(gx)
+        dx = torch.where(finite[:, None], dx, torch.zeros_like(dx))
+        x_new = x + dx
+        fx_new = ff(x_new)
+        finite_new = tr.update(x_new, fx_new)
+        gx_new = fx_new - x_new
+        dg = gx_new - gx
+        vt = vec_inv(dx)
+        denom = (vt * dg).sum(1)
+        u = dx - inv_mul(dg)
+        good = finite_new & (denom.abs() > 1e-30) & torch.isfinite(denom)
+        safe = torch.where(good, denom, torch.ones_like(denom))
+        u = torch.where(good[:, None], u / safe[:, None], torch.zeros_like(u))
+        vt = torch.where(good[:, None], vt, torch.zeros_like(vt))
+        U[:, slot] = u
+        V[:, slot] = vt
+        slot = (slot + 1) % mem
+        used = min(used + 1, mem)
+        # samples that hit a non-finite value restart from their best iterate with a fresh step
+        x = torch.where(finite_new[:, None], x_new, tr.best_z)
+        gx = torch.where(finite_new[:, None], gx_new, tr.best_fz - tr.best_z)
+        finite = torch.isfinite(gx).all(1)
+    return tr.result()
+
+
+SOLVERS: dict[str, Callable[..., SolverResult]] = {
+    "anderson": anderson,
+    "broyden": broyden,
+    "fixed_point_iter": fixed_point_iter,
+}
+
+
+def get_solver(name: str) -> Callable[..., SolverResult]:
+    if name not in SOLVERS:
+        raise ValueError(f"unknown solver {name!r}; choose one of {sorted(SOLVERS)}")
+    return SOLVERS[name]
+
+
+def solve(f: Func, z0: Tensor, solver: str = "anderson", **kwargs) -> SolverResult:
+    """Run the named solver (``anderson``, ``broyden``, ``fixed_point_iter``) on ``f`` from ``z0``."""
+    if z0.dim() < 1 or z0.shape[0] == 0:
+        raise ValueError(f"the initial state needs a non-empty batch dimension, got shape {tuple(z0.shape)}")
+    return get_solver(solver)(f, z0, **kwargs)
