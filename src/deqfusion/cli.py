@@ -18,7 +18,9 @@ from .errors import UserError
 #: command modules, in the order ``deqfusion --help`` lists them
 COMMAND_MODULES = [
     "deqfusion.commands.mosi_features",
+    "deqfusion.commands.mosi_bert",
     "deqfusion.commands.mmimdb",
+    "deqfusion.commands.omics",
 ]
 
 
