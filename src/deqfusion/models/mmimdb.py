@@ -1,0 +1,130 @@
+"""MM-IMDB models: MaxOut MLP encoders of plot text and poster features, a fusion module, a linear head.
+
+``build_mmimdb_model(name)`` gives the same model around any registered fusion (``deq``, ``unrolled``,
+``concat`` = late fusion, ``sum``, ``tensor``, ``lowrank``, ``mi_matrix``, ...) and, for ``"early"``, the
+early fusion baseline that concatenates the raw features and encodes them with one MaxOut MLP. Every model is
+called as ``logits, info = model(text, image, mask=None)``; ``info.jac_loss`` is zero except for DEQ fusion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..deq.result import FusionInfo, zero_loss
+from ..fusion.registry import available_fusions, build_fusion
+from .maxout import MaxoutMLP
+
+__all__ = ["MMIMDBModel", "EarlyFusionModel", "build_mmimdb_model", "mmimdb_model_names", "EARLY"]
+
+EARLY = "early"
+MODALITIES = ("text", "image")
+
+
+def mmimdb_model_names() -> list[str]:
+    """``"early"`` and every registered fusion name."""
+    return [EARLY] + available_fusions()
+
+
+class MMIMDBModel(nn.Module):
+    """``text -> MaxoutMLP``, ``image -> MaxoutMLP``, fusion of the two encodings, ``Linear(hidden, labels)``.
+
+    Args:
+        fusion: a registered fusion name, built with ``in_dims = [text_hidden[-1], image_hidden[-1]]``,
+            ``out_dim = hidden`` and ``names = ("text", "image")``.
+        text_dim, image_dim, num_labels: data sizes (300, 4096, 23).
+        hidden: fused width (512).
+        text_hidden, image_hidden: encoder layer sizes (default ``[hidden, hidden]`` and
+            ``[2 * hidden, hidden]``, i.e. 300 -> 512 -> 512 and 4096 -> 1024 -> 512).
+        dropout: encoder dropout (0.3).
+        fusion_options: keyword options for the fusion (e.g. ``b_mode="phantom"`` for ``deq``).
+    """
+
+    def __init__(self, fusion: str = "deq", text_dim: int = 300, image_dim: int = 4096, num_labels: int = 23,
+                 hidden: int = 512, text_hidden: Sequence[int] | None = None,
+                 image_hidden: Sequence[int] | None = None, dropout: float = 0.3,
+                 fusion_options: dict | None = None):
+        super().__init__()
+        text_hidden = list(text_hidden) if text_hidden is not None else [hidden, hidden]
+        image_hidden = list(image_hidden) if image_hidden is not None else [2 * hidden, hidden]
+        self.text_encoder = MaxoutMLP(text_dim, text_hidden, dropout=dropout)
+        self.image_encoder = MaxoutMLP(image_dim, image_hidden, dropout=dropout)
+        self.fusion = build_fusion(fusion, in_dims=[text_hidden[-1], image_hidden[-1]], out_dim=hidden,
+                                   names=list(MODALITIES), **(fusion_options or {}))
+        self.head = nn.Linear(hidden, num_labels)
+        self.fusion_name = fusion
+
+    def forward(self, text: Tensor, image: Tensor, mask: Tensor | None = None) -> tuple[Tensor, FusionInfo]:
+        fused, info = self.fusion([self.text_encoder(text), self.image_encoder(image)], mask=mask)
+        return self.head(fused), info
+
+
+class EarlyFusionModel(nn.Module):
+    """Early fusion: ``concat(text, image)`` raw features -> MaxoutMLP -> ``Linear(hidden, labels)``.
+
+    Absent modalities (``mask[:, i]`` False) are zero-imputed before concatenation. The encoder has layer
+    sizes ``hidden_dims`` (default ``[hidden, hidden]``, i.e. 4396 -> 512 -> 512).
+    """
+
+    def __init__(self, text_dim: int = 300, image_dim: int = 4096, num_labels: int = 23, hidden: int = 512,
+                 hidden_dims: Sequence[int] | None = None, dropout: float = 0.3):
+        super().__init__()
+        hidden_dims = list(hidden_dims) if hidden_dims is not None else [hidden, hidden]
+        self.text_dim, self.image_dim = int(text_dim), int(image_dim)
+        self.encoder = MaxoutMLP(text_dim + image_dim, hidden_dims, dropout=dropout)
+        self.head = nn.Linear(hidden_dims[-1], num_labels)
+        self.fusion_name = EARLY
+
+    def forward(self, text: Tensor, image: Tensor, mask: Tensor | None = None) -> tuple[Tensor, FusionInfo]:
+        if text.dim() != 2 or image.dim() != 2 or text.shape[0] != image.shape[0]:
+            raise ValueError(
+                f"text and image must be (batch, features) with one batch size, got {tuple(text.shape)} and "
+                f"{tuple(image.shape)}"
+            )
+        if mask is not None:
+            mask = mask.to(device=text.device, dtype=text.dtype)
+            text, image = text * mask[:, :1], image * mask[:, 1:2]
+        logits = self.head(self.encoder(torch.cat([text, image], dim=1)))
+        return logits, FusionInfo(jac_loss=zero_loss(logits))
+
+
+def build_mmimdb_model(fusion: str, *, text_dim: int = 300, image_dim: int = 4096, num_labels: int = 23,
+                       hidden: int = 512, dropout: float = 0.3, fusion_options: dict | None = None,
+                       **encoder_sizes) -> nn.Module:
+    """The MM-IMDB model for ``fusion`` (``"early"`` or a registered fusion name).
+
+    ``encoder_sizes`` are ``text_hidden``/``image_hidden`` (fusion models) or ``hidden_dims`` (early fusion).
+    Raises ``ValueError`` for an unknown name or options given to early fusion.
+    """
+    if fusion == EARLY:
+        if fusion_options:
+            raise ValueError(f"early fusion takes no fusion options, got {sorted(fusion_options)}")
+        return EarlyFusionModel(text_dim, image_dim, num_labels, hidden, dropout=dropout, **encoder_sizes)
+    if fusion not in available_fusions():
+        raise ValueError(f"unknown fusion {fusion!r}; choose one of {mmimdb_model_names()}")
+    return MMIMDBModel(fusion, text_dim, image_dim, num_labels, hidden, dropout=dropout,
+                       fusion_options=fusion_options, **encoder_sizes)
+
+
+def mmimdb_step_fn(lambda_jac: float = 0.1):
+    """A :class:`~deqfusion.training.minibatch.MinibatchTrainer` step: BCE-with-logits + ``lambda_jac * R``.
+
+    Batches hold ``text``, ``image`` and ``labels`` (and optionally a ``mask``). Logs the BCE, the Jacobian
+    loss and, for DEQ fusion, the forward solver's steps and final relative residual.
+    """
+    from ..training.minibatch import StepOutput
+
+    def step(model: nn.Module, batch: dict, training: bool) -> StepOutput:
+        logits, info = model(batch["text"], batch["image"], mask=batch.get("mask"))
+        labels = batch["labels"]
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        loss = bce + lambda_jac * info.jac_loss if lambda_jac else bce
+        logs = {"bce": bce.detach(), "jac_loss": info.jac_loss.detach()}
+        if info.forward is not None:
+            logs["fwd_steps"] = float(info.forward.nstep)
+            logs["fwd_rel_residual"] = info.forward.rel_residual.detach().float().mean()
+        return StepOutput(loss=loss, predictions=logits, targets=labels, logs=logs)
+
+    return step
