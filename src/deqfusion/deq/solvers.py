@@ -80,17 +80,16 @@ class _Tracker:
         best_crit = self.best_rel if self.stop_mode == "rel" else self.best_abs
         better = crit < best_crit
         n_better = int(better.sum())
+        # iterates are fresh tensors that the solvers never modify in place, so the best ones are kept by
+        # reference; only a partial improvement costs a (masked) copy
         if n_better == self.bsz:
-            self.best_z.copy_(x)
-            self.best_fz.copy_(fx)
-            self.best_abs.copy_(abs_res)
-            self.best_rel.copy_(rel_res)
+            self.best_z, self.best_fz, self.best_abs, self.best_rel = x, fx, abs_res, rel_res
         elif n_better:
-            idx = better.nonzero().squeeze(1)
-            self.best_z.index_copy_(0, idx, x.index_select(0, idx))
-            self.best_fz.index_copy_(0, idx, fx.index_select(0, idx))
-            self.best_abs.index_copy_(0, idx, abs_res.index_select(0, idx))
-            self.best_rel.index_copy_(0, idx, rel_res.index_select(0, idx))
+            keep = better[:, None]
+            self.best_z = torch.where(keep, x, self.best_z)
+            self.best_fz = torch.where(keep, fx, self.best_fz)
+            self.best_abs = torch.where(better, abs_res, self.best_abs)
+            self.best_rel = torch.where(better, rel_res, self.best_rel)
         return finite
 
     def done(self) -> bool:
@@ -188,8 +187,9 @@ def anderson(
     x = z0.reshape(bsz, -1)
     n = x.shape[1]
     dev, dt = x.device, x.dtype
-    F = torch.zeros(bsz, m, n, device=dev, dtype=dt)  # f(x_j)
-    G = torch.zeros(bsz, m, n, device=dev, dtype=dt)  # f(x_j) - x_j
+    # history buffers, slot-major so that writing one slot is a contiguous copy
+    F = torch.zeros(m, bsz, n, device=dev, dtype=dt)  # f(x_j)
+    G = torch.zeros(m, bsz, n, device=dev, dtype=dt)  # f(x_j) - x_j
     gram = torch.zeros(bsz, m, m, device=dev, dtype=dt)
     # bordered system [[0, 1^T], [1, G G^T + lam I]] [nu, alpha] = [1, 0]
     H = torch.zeros(bsz, m + 1, m + 1, device=dev, dtype=dt)
@@ -201,19 +201,19 @@ def anderson(
 
     for k in range(int(max_iter)):
         fx = ff(x)
-        g = fx - x
+        slot = k % m
+        g = torch.sub(fx, x, out=G[slot])
         finite = tr.update(x, fx, g)
         if tr.done():
             break
-        slot = k % m
         if not bool(finite.all()):
             # a non-finite evaluation never enters the history: that sample restarts from its best iterate
             fx = torch.where(finite[:, None], fx, tr.best_fz)
-            g = torch.where(finite[:, None], g, tr.best_fz - tr.best_z)
-        F[:, slot] = fx
-        G[:, slot] = g
+            G[slot] = torch.where(finite[:, None], g, tr.best_fz - tr.best_z)
+        F[slot] = fx
         h = min(k + 1, m)
-        row = torch.bmm(G[:, :h], g[:, :, None])[:, :, 0]  # (B, h): <g_j, g_new>
+        Gh = G[:h].transpose(0, 1)  # (B, h, n) view
+        row = torch.bmm(Gh, g[:, :, None])[:, :, 0]  # (B, h): <g_j, g_new>
         gram[:, slot, :h] = row
         gram[:, :h, slot] = row
         if lam_relative:
@@ -229,9 +229,9 @@ def anderson(
             fallback = torch.zeros_like(alpha)
             fallback[:, slot] = 1  # the newest entry alone: x <- f(x)
             alpha = torch.where(ok[:, None], alpha, fallback)
-        x = torch.bmm(alpha[:, None], F[:, :h])[:, 0]
+        x = torch.bmm(alpha[:, None], F[:h].transpose(0, 1))[:, 0]
         if beta != 1.0:
-            x = x - (1 - beta) * torch.bmm(alpha[:, None], G[:, :h])[:, 0]
+            x = x - (1 - beta) * torch.bmm(alpha[:, None], Gh)[:, 0]
     return tr.result()
 
 

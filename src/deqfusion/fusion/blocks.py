@@ -53,7 +53,7 @@ class ModalityGroupNorm(nn.Module):
         n, b = x.shape[:2]
         y = F.group_norm(x.reshape(n * b, *x.shape[2:]), self.groups, eps=1e-5).reshape(x.shape)
         shape = (n, 1, x.shape[2]) + (1,) * (x.dim() - 3)
-        return y * self.weight.view(shape) + self.bias.view(shape)
+        return torch.addcmul(self.bias.view(shape), y, self.weight.view(shape))
 
 
 class UnimodalBlocks(nn.Module):
@@ -76,15 +76,26 @@ class UnimodalBlocks(nn.Module):
         self.gn2 = ModalityGroupNorm(n, c, groups)
         self.gn3 = ModalityGroupNorm(n, c, groups)
 
-    def _mix(self, z: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    @staticmethod
+    def _mix(z: Tensor, w: Tensor, add: Tensor) -> Tensor:
+        """``w_i z_i + add_i`` per modality; ``add`` broadcasts against the output."""
         if z.dim() == 3:  # (N, B, C) @ (N, C, O) -> (N, B, O)
-            return torch.baddbmm(b[:, None, :], z, w.transpose(1, 2))
-        return torch.matmul(w[:, None], z) + b[:, None, :, None]  # (N, 1, O, C) @ (N, B, C, L)
+            return torch.baddbmm(add, z, w.transpose(1, 2))
+        return torch.matmul(w[:, None], z) + add  # (N, 1, O, C) @ (N, B, C, L)
 
-    def forward(self, z: Tensor, x: Tensor) -> Tensor:
-        a = F.relu(self.gn1(self._mix(z, self.w1, self.b1)))
-        u = self.gn2(self._mix(a, self.w2, self.b2) + x)
-        return self.gn3(F.relu(u + z))
+    def bias_shape(self, x: Tensor) -> tuple[int, ...]:
+        return (x.shape[0], 1, x.shape[2]) + (1,) * (x.dim() - 3)
+
+    def prepare(self, x: Tensor) -> Tensor:
+        """The loop-invariant part of the second linear map: ``x + c2`` (computed once per solve)."""
+        return x + self.b2.view(self.bias_shape(x))
+
+    def forward(self, z: Tensor, x: Tensor, x_plus_b2: Tensor | None = None) -> Tensor:
+        if x_plus_b2 is None:
+            x_plus_b2 = self.prepare(x)
+        a = self.gn1(self._mix(z, self.w1, self.b1.view(self.bias_shape(z)))).relu_()
+        u = self.gn2(self._mix(a, self.w2, x_plus_b2))
+        return self.gn3(u.add_(z).relu_())
 
 
 class PurifyFuseBlock(nn.Module):

@@ -194,20 +194,24 @@ class DEQFusion(FusionModule):
         """The joint map ``F`` on the packed state ``(B, S, d[, L])`` (S = N+1, or 1 without unimodal blocks)."""
         n = self.num_modalities
         mshape = None if mask_nb is None else mask_nb.shape + (1,) * (x.dim() - 2)
+        x_plus_b2 = self.blocks.prepare(x) if self.unimodal else None
 
         def f(z: Tensor) -> Tensor:
-            zt = z.transpose(0, 1)
+            zt = z.transpose(0, 1)  # modality-major view (S, B, d[, L]); batched matmuls read it without a copy
             zf = zt[-1]
             if self.unimodal:
-                zu = self.blocks(zt[:n].contiguous(), x)
+                zu = self.blocks(zt[:n], x, x_plus_b2)
                 if mask_nb is not None:
                     zu = zu * mask_nb.view(mshape)
             else:
                 zu = x
             zf_new = self.fusion(zu, zf, x_fuse, mask_nb)
-            if self.unimodal:
-                return torch.cat([zu, zf_new[None]]).transpose(0, 1)
-            return zf_new[:, None]
+            if not self.unimodal:
+                return zf_new[:, None]
+            out = torch.empty_like(z)
+            out.transpose(0, 1)[:n].copy_(zu)
+            out[:, n].copy_(zf_new)
+            return out
 
         return f
 

@@ -1,0 +1,1 @@
+"""Timing and memory measurements of fusion modules (used by ``benchmarks/`` and ``deqfusion bench``)."""
