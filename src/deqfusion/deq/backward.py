@@ -75,7 +75,8 @@ def _make_adjoint_backward(fz: Tensor, z_leaf: Tensor, stats: BackwardStats, sol
             (vjp,) = torch.autograd.grad(fz, z_leaf, y, retain_graph=True)
             return vjp + grad
 
-        res = solve(vjp_map, torch.zeros_like(grad), **solver_kwargs)
+        # start at y = g, the first step from y = 0 (which would spend one VJP to find g)
+        res = solve(vjp_map, grad.detach().clone(), **solver_kwargs)
         stats.ran = True
         stats.calls += 1
         stats.nstep = res.nstep
