@@ -1,0 +1,157 @@
+"""The multi-omics classifier: MM-Dynamics backbone, a fusion module chosen by name, and the reference loss.
+
+Per modality ``v`` (SPEC section 2, BRCA/ROSMAP):
+
+- feature informativeness ``FI_v = sigmoid(Linear_{d_v -> d_v}(x_v))``;
+- encoder ``h_v = Dropout(ReLU(Linear_{d_v -> H}(x_v * FI_v)))``;
+- a per-modality classifier ``Linear_{H -> C}`` and a confidence ``Linear_{H -> 1}`` (no sigmoid);
+- the modality feature passed to the fusion is ``h_v * confidence_v``.
+
+The features are fused by any registered fusion (``build_fusion(name, in_dims=[H] * V, out_dim=H)``) and
+classified by ``Linear_{H -> C}``. Backbone linears use Xavier-normal weights and zero biases; the fusion
+module keeps its own initialisation.
+
+Fusion presets (:data:`FUSION_PRESETS`) name the variants the experiments compare; any other registered
+fusion name is built with the options given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import fusion as _fusions  # noqa: F401  (registers the fusions)
+from ..deq.result import FusionInfo
+from ..fusion.registry import build_fusion
+
+__all__ = ["FUSION_PRESETS", "resolve_fusion", "OmicsOutput", "OmicsClassifier", "omics_loss"]
+
+#: name -> (registered fusion, default options). The reference's BRCA/ROSMAP code injects the plain sum of
+#: the modality features (no learned weights) into the fusion block.
+FUSION_PRESETS: dict[str, tuple[str, dict]] = {
+    "deq": ("deq", {"injection": "sum"}),
+    "deq-no-unimodal": ("deq", {"injection": "sum", "unimodal": False}),
+    "unrolled": ("unrolled", {"injection": "sum"}),
+    "concat": ("concat", {}),
+    "sum": ("sum", {}),
+}
+
+
+def resolve_fusion(name: str, options: Mapping | None = None) -> tuple[str, dict]:
+    """``(registered name, options)`` for a preset or registered name; ``options`` override the preset's."""
+    base, preset = FUSION_PRESETS.get(name, (name, {}))
+    merged = dict(preset)
+    merged.update(options or {})
+    return base, merged
+
+
+@dataclass
+class OmicsOutput:
+    """Everything the loss and the metrics need from one forward pass.
+
+    Attributes:
+        logits: ``(B, C)`` logits of the fused classifier.
+        modality_logits: per modality ``(B, C)`` logits of its own classifier.
+        confidences: per modality ``(B, 1)`` confidence (unbounded, as in the reference).
+        feature_info: per modality ``(B, d_v)`` feature-informativeness gates in (0, 1).
+        info: the fusion module's :class:`FusionInfo`.
+    """
+
+    logits: Tensor
+    modality_logits: list[Tensor]
+    confidences: list[Tensor]
+    feature_info: list[Tensor]
+    info: FusionInfo
+
+    def probs(self) -> Tensor:
+        return torch.softmax(self.logits, dim=1)
+
+
+class OmicsClassifier(nn.Module):
+    """MM-Dynamics multi-omics classifier with a replaceable fusion module.
+
+    Args:
+        in_dims: feature count of each omics modality.
+        num_classes: number of classes C.
+        hidden: encoder width H, also the fusion width (the reference: 500 for BRCA, 300 for ROSMAP).
+        fusion: a preset from :data:`FUSION_PRESETS` or any registered fusion name.
+        fusion_options: options passed to the fusion (override the preset's).
+        dropout: dropout after each modality encoder (reference 0.5).
+        names: optional modality names (passed to the fusion).
+    """
+
+    def __init__(self, in_dims: Sequence[int], num_classes: int, hidden: int = 500, fusion: str = "deq",
+                 fusion_options: Mapping | None = None, dropout: float = 0.5,
+                 names: Sequence[str] | None = None):
+        super().__init__()
+        in_dims = [int(d) for d in in_dims]
+        if len(in_dims) < 2:
+            raise ValueError(f"need at least 2 modalities, got in_dims={in_dims}")
+        if num_classes < 2:
+            raise ValueError(f"need at least 2 classes, got {num_classes}")
+        self.in_dims = in_dims
+        self.num_classes = int(num_classes)
+        self.hidden = int(hidden)
+        self.fusion_name, self.fusion_options = resolve_fusion(fusion, fusion_options)
+        self.informativeness = nn.ModuleList(nn.Linear(d, d) for d in in_dims)
+        self.encoders = nn.ModuleList(nn.Linear(d, hidden) for d in in_dims)
+        self.modality_classifiers = nn.ModuleList(nn.Linear(hidden, num_classes) for _ in in_dims)
+        self.confidence = nn.ModuleList(nn.Linear(hidden, 1) for _ in in_dims)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, num_classes)
+        for mod in [*self.informativeness, *self.encoders, *self.modality_classifiers, *self.confidence,
+                    self.classifier]:
+            nn.init.xavier_normal_(mod.weight)
+            nn.init.zeros_(mod.bias)
+        self.fusion = build_fusion(self.fusion_name, in_dims=[hidden] * len(in_dims), out_dim=hidden,
+                                   names=names, **self.fusion_options)
+
+    def forward(self, xs: Sequence[Tensor]) -> OmicsOutput:
+        if len(xs) != len(self.in_dims):
+            raise ValueError(f"expected {len(self.in_dims)} modalities, got {len(xs)}")
+        feats, logits_v, confs, fis = [], [], [], []
+        for v, x in enumerate(xs):
+            if x.dim() != 2 or x.shape[1] != self.in_dims[v]:
+                raise ValueError(
+                    f"modality {v} should have shape (B, {self.in_dims[v]}), got {tuple(x.shape)}"
+                )
+            fi = torch.sigmoid(self.informativeness[v](x))
+            h = self.dropout(F.relu(self.encoders[v](x * fi)))
+            logit = self.modality_classifiers[v](h)
+            conf = self.confidence[v](h)
+            feats.append(h * conf)
+            logits_v.append(logit)
+            confs.append(conf)
+            fis.append(fi)
+        fused, info = self.fusion(feats)
+        return OmicsOutput(self.classifier(fused), logits_v, confs, fis, info)
+
+
+def omics_loss(out: OmicsOutput, y: Tensor, lambda_jac: float = 20.0,
+               growth: float = 1.5) -> tuple[Tensor, dict]:
+    """The reference's training loss.
+
+    ``L = CE(logits, y)``; then for each modality in turn ``L <- growth * L + mean(FI_v)`` and
+    ``L <- L + MSE(confidence_v, softmax(logits_v)[y]) + CE(logits_v, y)``; finally ``L + lambda_jac * R``
+    with ``R`` the fusion's Jacobian regulariser (zero for fusions without one, and outside training).
+
+    Returns the loss and a dict of its detached parts (floats) for logging.
+    """
+    ce = F.cross_entropy(out.logits, y)
+    loss = ce
+    conf_total = out.logits.new_zeros(())
+    for fi, logit, conf in zip(out.feature_info, out.modality_logits, out.confidences, strict=True):
+        loss = growth * loss + fi.mean()
+        p_true = torch.softmax(logit, dim=1).gather(1, y.unsqueeze(1)).squeeze(1)
+        conf_loss = F.mse_loss(conf.squeeze(1), p_true) + F.cross_entropy(logit, y)
+        loss = loss + conf_loss
+        conf_total = conf_total + conf_loss.detach()
+    jac = out.info.jac_loss
+    total = loss + lambda_jac * jac
+    parts = {"loss": float(total.detach()), "ce": float(ce.detach()), "confidence": float(conf_total),
+             "jac": float(jac.detach())}
+    return total, parts

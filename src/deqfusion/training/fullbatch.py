@@ -1,0 +1,313 @@
+"""Full-batch training with validation-based selection, for small tabular multimodal data sets.
+
+The protocol (honest by construction):
+
+1. :func:`stratified_split` carves a validation part out of the training files;
+2. :func:`fit` trains on the rest, the whole fitting set as one batch per epoch (Adam, StepLR, gradient-norm
+   clipping, as in the reference), scores the validation part every ``eval_every`` epochs, keeps the best
+   model by the selection score and stops early after ``patience`` epochs without improvement;
+3. the caller evaluates the test set once, on the selected model (:func:`evaluate`).
+
+The reference's protocol (score the *test* set during training and keep the best test score over epochs) is
+available with ``reference_protocol=True``: it is recorded separately as ``reference_best_test`` and never
+influences training or selection.
+
+:func:`fit` checkpoints atomically (model, optimiser, scheduler, RNG states, epoch, best model, history) and
+resumes from such a checkpoint exactly: a resumed run gives the same numbers as an uninterrupted one.
+
+The trainer knows nothing about the model: it calls ``model(xs)`` and the given ``loss_fn(out, y) -> (loss,
+parts)``, ``probs_fn(out) -> (B, C)`` and ``metrics_fn(y, probs) -> dict``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import UserError
+from .checkpoint import load_checkpoint, save_checkpoint
+from .seed import rng_state, set_rng_state
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FullBatchConfig", "FitResult", "stratified_split", "evaluate", "fit", "selection_direction"]
+
+
+@dataclass
+class FullBatchConfig:
+    """Optimisation and selection settings (defaults: the reference's ROSMAP/BRCA optimiser).
+
+    Attributes:
+        epochs: maximum number of epochs (one full-batch step each).
+        lr, weight_decay: Adam settings.
+        step_size, gamma: StepLR schedule (per epoch).
+        clip_norm: gradient-norm clipping threshold (None: no clipping).
+        eval_every: score the validation part every this many epochs (and after the last epoch).
+        patience: stop after this many epochs without a better selection score (None: never stop early).
+        min_epochs: never stop before this epoch.
+        select: selection score: ``"ce"`` (validation cross-entropy of the fused classifier, lower is better)
+            or a metric name from ``metrics_fn`` such as ``"acc"`` or ``"auc"`` (higher is better).
+        tie_break: a second score that breaks exact ties of ``select`` (same direction rules), or None.
+        reference_protocol: also score the test set at every evaluation and record the best (labelled).
+        checkpoint_every: write a checkpoint every this many epochs (and at the end) when a path is given.
+    """
+
+    epochs: int = 1000
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    step_size: int = 500
+    gamma: float = 0.2
+    clip_norm: float | None = 30.0
+    eval_every: int = 10
+    patience: int | None = None
+    min_epochs: int = 0
+    select: str = "ce"
+    tie_break: str | None = None
+    reference_protocol: bool = False
+    checkpoint_every: int = 100
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.eval_every < 1:
+            raise ValueError(f"eval_every must be >= 1, got {self.eval_every}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns. ``best_state`` is the selected model's state dict (already loaded)."""
+
+    best_epoch: int
+    best_score: float
+    best_val: dict
+    epochs_run: int
+    stopped_early: bool
+    history: list[dict]
+    seconds: float
+    seconds_per_epoch: float
+    best_state: dict = field(repr=False, default_factory=dict)
+    reference_best_test: dict | None = None
+    resumed_from: int | None = None
+
+    def summary(self) -> dict:
+        out = {k: v for k, v in asdict(self).items() if k not in ("best_state", "history")}
+        return out
+
+
+def selection_direction(key: str) -> int:
+    """+1 when higher is better, -1 when lower is better (losses and cross-entropies)."""
+    low = key.lower()
+    return -1 if (low in ("ce", "nll") or "loss" in low or low.startswith("ce_")) else 1
+
+
+def stratified_split(y: Tensor, val_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Split sample indices into (fit, validation), keeping class proportions.
+
+    Each class with ``n`` samples gives ``round(n * val_fraction)`` to validation, at least 1 when ``n >= 2``
+    and never all of them. Deterministic in ``seed`` (independent of the global RNG). Both index tensors are
+    sorted.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+    y = torch.as_tensor(y).long().cpu()
+    gen = torch.Generator().manual_seed(int(seed))
+    fit_idx, val_idx = [], []
+    for c in torch.unique(y).tolist():
+        idx = torch.nonzero(y == c).flatten()
+        idx = idx[torch.randperm(idx.numel(), generator=gen)]
+        n = idx.numel()
+        k = int(round(n * val_fraction))
+        k = max(k, 1) if n >= 2 else 0
+        k = min(k, n - 1)
+        val_idx.append(idx[:k])
+        fit_idx.append(idx[k:])
+    fit_t, val_t = torch.cat(fit_idx).sort().values, torch.cat(val_idx).sort().values
+    if val_t.numel() == 0:
+        raise ValueError("validation split is empty: too few samples for this val_fraction")
+    return fit_t, val_t
+
+
+@torch.no_grad()
+def _score(model: nn.Module, xs: Sequence[Tensor], y: Tensor, loss_fn: Callable, probs_fn: Callable,
+           metrics_fn: Callable) -> tuple[dict, dict]:
+    was_training = model.training
+    model.eval()
+    try:
+        out = model(list(xs))
+        _, parts = loss_fn(out, y)
+        metrics = dict(metrics_fn(y, probs_fn(out)))
+        extra = dict(parts)
+        info = getattr(out, "info", None)
+        if info is not None and getattr(info, "forward", None) is not None:
+            extra["solver_steps"] = int(info.forward.nstep)
+            extra["solver_rel_residual_max"] = float(info.forward.rel_residual.max())
+    finally:
+        model.train(was_training)
+    return metrics, extra
+
+
+def evaluate(model: nn.Module, xs: Sequence[Tensor], y: Tensor, loss_fn: Callable, probs_fn: Callable,
+             metrics_fn: Callable) -> dict:
+    """Score ``model`` (in eval mode, no gradients) on one full batch: the metrics, the loss parts and, for
+    DEQ fusions, the solver's step count and largest relative residual (all floats)."""
+    metrics, extra = _score(model, xs, y, loss_fn, probs_fn, metrics_fn)
+    return {**metrics, **extra}
+
+
+def _better(score: float, tie: float | None, best: float | None, best_tie: float | None, key: str,
+            tie_key: str | None) -> bool:
+    if best is None:
+        return True
+    s, b = selection_direction(key) * score, selection_direction(key) * best
+    if s > b:
+        return True
+    if s == b and tie_key is not None and tie is not None and best_tie is not None:
+        return selection_direction(tie_key) * tie > selection_direction(tie_key) * best_tie
+    return False
+
+
+def _clone_state(model: nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequence[Tensor], y_val: Tensor,
+        config: FullBatchConfig, loss_fn: Callable, probs_fn: Callable, metrics_fn: Callable, *,
+        x_test: Sequence[Tensor] | None = None, y_test: Tensor | None = None,
+        checkpoint_path: str | Path | None = None, resume: bool = False, fingerprint: dict | None = None,
+        progress: Callable[[dict], None] | None = None) -> FitResult:
+    """Train full-batch with validation selection; see the module docstring.
+
+    Args:
+        x_test, y_test: needed only with ``config.reference_protocol``; otherwise ignored (never scored).
+        checkpoint_path: where to write checkpoints (None: none).
+        resume: continue from ``checkpoint_path`` if it exists. Its ``fingerprint`` (any JSON-like dict, e.g.
+            the resolved config) must equal the one given, so that a run is never resumed with other settings.
+        progress: called after every epoch with ``{"epoch", "loss", ...}`` (plus validation scores on
+            evaluation epochs).
+    Returns:
+        A :class:`FitResult`; ``model`` holds the selected (best-validation) weights on return.
+    """
+    if config.reference_protocol and (x_test is None or y_test is None):
+        raise ValueError("reference_protocol needs x_test and y_test")
+    if config.select != "ce" and not isinstance(config.select, str):
+        raise ValueError(f"bad selection key {config.select!r}")
+    x_fit, x_val = list(x_fit), list(x_val)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
+
+    state = {
+        "epoch": 0, "best_epoch": 0, "best_score": None, "best_tie": None, "best_val": {}, "best_state": None,
+        "last_improvement": 0, "history": [], "reference_best_test": None, "train_seconds": 0.0,
+        "finished": False, "stopped_early": False,
+    }
+    resumed_from = None
+    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+    if resume and ckpt is not None and ckpt.is_file():
+        saved = load_checkpoint(ckpt)
+        if fingerprint is not None and saved.get("fingerprint") != fingerprint:
+            raise UserError(f"{ckpt} was written with other settings; remove it or drop --resume")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        set_rng_state(saved["rng"])
+        state = saved["trainer"]
+        resumed_from = int(state["epoch"])
+        log.info("resumed from %s at epoch %d", ckpt, resumed_from)
+
+    def save():
+        if ckpt is None:
+            return
+        save_checkpoint(ckpt, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng": rng_state(), "trainer": state,
+            "fingerprint": fingerprint,
+        })
+
+    def evaluation(epoch: int) -> dict:
+        val = evaluate(model, x_val, y_val, loss_fn, probs_fn, metrics_fn)
+        row = {"epoch": epoch, **{f"val_{k}": v for k, v in val.items()}}
+        if config.select not in val:
+            raise ValueError(f"selection key {config.select!r} not among the validation scores {sorted(val)}")
+        score = float(val[config.select])
+        tie = float(val[config.tie_break]) if config.tie_break else None
+        if math.isfinite(score) and _better(score, tie, state["best_score"], state["best_tie"], config.select,
+                                            config.tie_break):
+            state.update(best_score=score, best_tie=tie, best_epoch=epoch, best_val=val,
+                         best_state=_clone_state(model), last_improvement=epoch)
+        if config.reference_protocol:
+            test, _ = _score(model, x_test, y_test, loss_fn, probs_fn, metrics_fn)
+            row.update({f"reftest_{k}": v for k, v in test.items()})
+            ref = state["reference_best_test"] or {}
+            for k, v in test.items():  # metrics: higher is better
+                if k not in ref or v > ref[k]:
+                    ref[k] = v
+                    ref[f"{k}_epoch"] = epoch
+            state["reference_best_test"] = ref
+        return row
+
+    model.train()
+    t_start = time.perf_counter()
+    t_before = state["train_seconds"]
+    while not state["finished"] and state["epoch"] < config.epochs:
+        epoch = state["epoch"] + 1
+        optimizer.zero_grad(set_to_none=True)
+        out = model(x_fit)
+        loss, parts = loss_fn(out, y_fit)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch}")
+        loss.backward()
+        if config.clip_norm is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+        optimizer.step()
+        scheduler.step()
+        state["epoch"] = epoch
+        row = {"epoch": epoch, **parts, "lr": optimizer.param_groups[0]["lr"]}
+        info = getattr(out, "info", None)
+        if info is not None and getattr(info, "forward", None) is not None:
+            row["solver_steps"] = int(info.forward.nstep)
+        last = epoch == config.epochs
+        if epoch % config.eval_every == 0 or last:
+            row.update(evaluation(epoch))
+            state["history"].append(row)
+            if (config.patience is not None and epoch >= config.min_epochs
+                    and epoch - state["last_improvement"] >= config.patience):
+                state["stopped_early"] = True
+                state["finished"] = True
+        if last:
+            state["finished"] = True
+        state["train_seconds"] = t_before + time.perf_counter() - t_start
+        if progress is not None:
+            progress(row)
+        if state["finished"] or epoch % config.checkpoint_every == 0:
+            save()
+
+    if state["best_state"] is None:  # every validation score was NaN
+        state["best_state"] = _clone_state(model)
+        state["best_epoch"] = state["epoch"]
+    model.load_state_dict(state["best_state"])
+    seconds = float(state["train_seconds"])
+    return FitResult(
+        best_epoch=int(state["best_epoch"]),
+        best_score=float(state["best_score"]) if state["best_score"] is not None else math.nan,
+        best_val=dict(state["best_val"]),
+        epochs_run=int(state["epoch"]),
+        stopped_early=bool(state["stopped_early"]),
+        history=list(state["history"]),
+        seconds=seconds,
+        seconds_per_epoch=seconds / max(int(state["epoch"]), 1),
+        best_state=copy.copy(state["best_state"]),
+        reference_best_test=copy.deepcopy(state["reference_best_test"]),
+        resumed_from=resumed_from,
+    )

@@ -1,0 +1,98 @@
+import csv
+import json
+
+import pytest
+
+from deqfusion.cli import main
+from deqfusion.commands.omics import parse_fusion_spec
+from deqfusion.errors import UserError
+
+FAST = ["--epochs", "8", "--eval-every", "2", "--hidden", "16", "--threads", "1", "--no-progress"]
+DEQ = "deq:f_max_iter=6,b_mode=phantom,phantom_steps=2"
+
+
+def _run(shared_data_dir, out, *extra):
+    return main(["omics", "--dataset", "rosmap", "--data-dir", str(shared_data_dir / "rosmap"), "--out", str(out),
+                 *FAST, *extra])
+
+
+@pytest.fixture(scope="module")
+def two_fusion_run(shared_data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("omics") / "run"
+    assert _run(shared_data_dir, out, "--fusion", "concat", DEQ, "--seeds", "0", "1",
+                "--reference-protocol") == 0
+    return out
+
+
+def test_outputs_and_metric_ranges(two_fusion_run, capsys):
+    out = two_fusion_run
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["data"]["n_train"] == 245 and cfg["hidden"] == 16
+    assert [f["label"] for f in cfg["fusions"]] == ["concat", "deq_f_max_iter-6_b_mode-phantom_phantom_steps-2"]
+    rows = list(csv.DictReader(open(out / "per_seed.csv")))
+    assert len(rows) == 4
+    for r in rows:
+        for k in ("acc", "f1", "auc", "refbest_acc", "refbest_auc"):
+            assert 0.0 <= float(r[k]) <= 1.0
+        assert float(r["refbest_auc"]) >= float(r["auc"]) - 1e-12 or int(r["best_epoch"]) != 8
+    res = json.loads((out / "concat" / "seed0" / "result.json").read_text())
+    assert res["n_fit"] + res["n_val"] == 245 and res["n_test"] == 106
+    assert res["test_set"] == "test files" and "validation-selected" in res["protocol"]
+    assert "test-selected" in res["reference_protocol_best_test"]["note"]
+    deq = json.loads((out / cfg["fusions"][1]["label"] / "seed0" / "result.json").read_text())
+    assert 1 <= deq["test"]["solver_steps"] <= 6
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["summary"]) == {"concat", cfg["fusions"][1]["label"]}
+    assert summary["summary"]["concat"]["acc"]["values"] == [float(r["acc"]) for r in rows[:2]]
+    table = (out / "summary.md").read_text()
+    assert "| concat |" in table and "Reference protocol" in table
+
+
+def test_loss_falls(two_fusion_run):
+    for label in ("concat", "deq_f_max_iter-6_b_mode-phantom_phantom_steps-2"):
+        hist = list(csv.DictReader(open(two_fusion_run / label / "seed0" / "history.csv")))
+        assert [int(h["epoch"]) for h in hist] == [2, 4, 6, 8]
+        assert float(hist[-1]["loss"]) < float(hist[0]["loss"])
+        assert float(hist[-1]["val_ce"]) < float(hist[0]["val_ce"])
+
+
+def test_same_seed_same_results_and_resume(two_fusion_run, shared_data_dir, tmp_path):
+    out = tmp_path / "again"
+    assert _run(shared_data_dir, out, "--fusion", DEQ, "--seeds", "1", "--reference-protocol") == 0
+    label = "deq_f_max_iter-6_b_mode-phantom_phantom_steps-2"
+    a = json.loads((two_fusion_run / label / "seed1" / "result.json").read_text())
+    b = json.loads((out / label / "seed1" / "result.json").read_text())
+    assert a["test"] == b["test"] and a["val"] == b["val"]
+    # a finished run is found by --resume and not trained again
+    before = (out / label / "seed1" / "result.json").stat().st_mtime_ns
+    assert _run(shared_data_dir, out, "--fusion", DEQ, "--seeds", "1", "--reference-protocol", "--resume") == 0
+    assert (out / label / "seed1" / "result.json").stat().st_mtime_ns == before
+    # without --resume, an existing run is not overwritten; with other settings it is refused
+    assert _run(shared_data_dir, out, "--fusion", DEQ, "--seeds", "1") == 2
+    assert _run(shared_data_dir, out, "--fusion", DEQ, "--seeds", "1", "--lr", "0.5", "--resume") == 2
+
+
+def test_dev_holdout_scores_part_of_the_training_files(shared_data_dir, tmp_path):
+    out = tmp_path / "dev"
+    assert _run(shared_data_dir, out, "--fusion", "concat", "--dev-holdout", "0.25") == 0
+    res = json.loads((out / "concat" / "seed0" / "result.json").read_text())
+    assert res["test_set"] == "dev holdout from the training files"
+    assert res["n_test"] == 62 and res["n_fit"] + res["n_val"] == 245 - 62
+
+
+def test_user_errors(shared_data_dir, tmp_path, capsys):
+    assert _run(shared_data_dir, tmp_path / "a", "--fusion", "nonsense") == 2
+    assert "unknown fusion 'nonsense'" in capsys.readouterr().err
+    assert _run(shared_data_dir, tmp_path / "b", "--fusion", "deq:f_max_iter") == 2
+    assert "key=value" in capsys.readouterr().err
+    assert _run(shared_data_dir, tmp_path / "c", "--modalities", "1") == 2
+    assert main(["omics", "--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "d"), "--no-progress"]) == 2
+    assert "data folder not found" in capsys.readouterr().err
+
+
+def test_parse_fusion_spec():
+    assert parse_fusion_spec("unrolled:unrolled_steps=3,f_tol=1e-3") == (
+        "unrolled_unrolled_steps-3_f_tol-0.001", "unrolled", {"unrolled_steps": 3, "f_tol": 1e-3})
+    assert parse_fusion_spec("deq:unimodal=false")[2] == {"unimodal": False}
+    with pytest.raises(UserError):
+        parse_fusion_spec(":a=1")

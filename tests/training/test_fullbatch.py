@@ -1,0 +1,134 @@
+import pytest
+import torch
+
+from deqfusion.errors import UserError
+from deqfusion.metrics.classification import classification_metrics
+from deqfusion.models.omics import OmicsClassifier, omics_loss
+from deqfusion.training.checkpoint import load_checkpoint
+from deqfusion.training.fullbatch import FullBatchConfig, evaluate, fit, selection_direction, stratified_split
+from deqfusion.training.seed import seed_everything
+
+
+def _data(n=80, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x1 = torch.rand(n, 6, generator=g) + 0.6 * y[:, None]
+    x2 = torch.rand(n, 4, generator=g) - 0.4 * y[:, None]
+    return [x1, x2], y
+
+
+def _loss(out, y):
+    return omics_loss(out, y, lambda_jac=20.0)
+
+
+def _probs(out):
+    return out.probs()
+
+
+def _metrics(y, p):
+    return classification_metrics(y, p, 2)
+
+
+def _train(cfg, seed=0, fusion="concat", opts=None, **kw):
+    xs, y = _data()
+    fit_idx, val_idx = stratified_split(y, 0.25, seed)
+    seed_everything(seed)
+    model = OmicsClassifier([6, 4], 2, hidden=8, fusion=fusion, fusion_options=opts)
+    res = fit(model, [x[fit_idx] for x in xs], y[fit_idx], [x[val_idx] for x in xs], y[val_idx], cfg, _loss,
+              _probs, _metrics, **kw)
+    return model, res
+
+
+def test_stratified_split():
+    y = torch.tensor([0] * 50 + [1] * 30 + [2] * 3)
+    fit_idx, val_idx = stratified_split(y, 0.2, seed=1)
+    assert torch.equal(torch.cat([fit_idx, val_idx]).sort().values, torch.arange(83))
+    assert torch.bincount(y[val_idx]).tolist() == [10, 6, 1]
+    again = stratified_split(y, 0.2, seed=1)
+    assert torch.equal(again[1], val_idx)
+    assert not torch.equal(stratified_split(y, 0.2, seed=2)[1], val_idx)
+    with pytest.raises(ValueError, match="val_fraction"):
+        stratified_split(y, 1.0, 0)
+
+
+def test_selection_direction():
+    assert selection_direction("ce") == -1 and selection_direction("val_loss") == -1
+    assert selection_direction("acc") == 1 and selection_direction("auc") == 1
+
+
+def test_training_lowers_the_loss_and_selects_on_validation():
+    cfg = FullBatchConfig(epochs=60, lr=1e-2, eval_every=5, step_size=1000)
+    model, res = _train(cfg)
+    hist = res.history
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    assert res.best_epoch == min(hist, key=lambda r: r["val_ce"])["epoch"]
+    assert res.best_val["ce"] == pytest.approx(min(r["val_ce"] for r in hist))
+    assert 0 <= res.best_val["acc"] <= 1 and res.best_val["acc"] > 0.7
+    assert res.reference_best_test is None and res.epochs_run == 60
+    # the model holds the selected weights
+    xs, y = _data()
+    _, val_idx = stratified_split(y, 0.25, 0)
+    again = evaluate(model, [x[val_idx] for x in xs], y[val_idx], _loss, _probs, _metrics)
+    assert again["ce"] == pytest.approx(res.best_val["ce"], rel=1e-5)
+
+
+def test_early_stopping():
+    cfg = FullBatchConfig(epochs=400, lr=5e-2, eval_every=2, patience=10, step_size=1000)
+    _, res = _train(cfg)
+    assert res.stopped_early and res.epochs_run < 400
+    assert res.epochs_run - res.best_epoch >= 10
+
+
+def test_same_seed_same_numbers_and_reference_protocol_changes_nothing():
+    cfg = FullBatchConfig(epochs=20, lr=1e-2, eval_every=5)
+    m1, r1 = _train(cfg)
+    m2, r2 = _train(cfg)
+    assert r1.history == r2.history
+    xs, y = _data(seed=1)
+    ref_cfg = FullBatchConfig(epochs=20, lr=1e-2, eval_every=5, reference_protocol=True)
+    m3, r3 = _train(ref_cfg, x_test=xs, y_test=y)
+    assert [h["val_ce"] for h in r3.history] == [h["val_ce"] for h in r1.history]
+    for a, b in zip(m1.state_dict().values(), m3.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert set(r3.reference_best_test) >= {"acc", "acc_epoch", "auc", "auc_epoch"}
+    assert r3.reference_best_test["acc"] == max(h["reftest_acc"] for h in r3.history)
+    with pytest.raises(ValueError, match="reference_protocol needs"):
+        _train(ref_cfg)
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
+    opts = {"f_max_iter": 5, "b_mode": "phantom", "phantom_steps": 2}
+    cfg = FullBatchConfig(epochs=12, lr=1e-2, eval_every=3, checkpoint_every=4, step_size=5)
+    _, straight = _train(cfg, fusion="deq", opts=opts)
+
+    # interrupted after epoch 8 (two checkpoints written), then resumed
+    class Stop(Exception):
+        pass
+
+    def stop_at_9(row):
+        if row["epoch"] == 9:
+            raise Stop
+
+    ck = tmp_path / "ck.pt"
+    with pytest.raises(Stop):
+        _train(cfg, fusion="deq", opts=opts, checkpoint_path=ck, fingerprint={"a": 1}, progress=stop_at_9)
+    assert load_checkpoint(ck)["trainer"]["epoch"] == 8
+    model, resumed = _train(cfg, seed=0, fusion="deq", opts=opts, checkpoint_path=ck, resume=True,
+                            fingerprint={"a": 1})
+    assert resumed.resumed_from == 8
+    assert resumed.history == straight.history
+    assert resumed.best_epoch == straight.best_epoch
+    # a finished checkpoint resumes to the same result without training
+    _, again = _train(cfg, fusion="deq", opts=opts, checkpoint_path=ck, resume=True, fingerprint={"a": 1})
+    assert again.history == straight.history and again.resumed_from == 12
+    with pytest.raises(UserError, match="other settings"):
+        _train(cfg, fusion="deq", opts=opts, checkpoint_path=ck, resume=True, fingerprint={"a": 2})
+
+
+def test_config_checks():
+    with pytest.raises(ValueError, match="epochs"):
+        FullBatchConfig(epochs=0)
+    with pytest.raises(ValueError, match="patience"):
+        FullBatchConfig(patience=0)
+    with pytest.raises(ValueError, match="selection key 'bogus'"):
+        _train(FullBatchConfig(epochs=2, eval_every=1, select="bogus"))
