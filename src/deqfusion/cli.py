@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "deqfusion.commands.mosi_bert",
     "deqfusion.commands.mmimdb",
     "deqfusion.commands.omics",
+    "deqfusion.commands.bench",
 ]
 
 

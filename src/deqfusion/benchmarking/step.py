@@ -63,12 +63,17 @@ def peak_memory_mb(device: torch.device) -> float | None:
 def train_step_benchmark(
     fusion: str = "deq", batch: int = 612, width: int = 500, modalities: int = 3, repeats: int = 5,
     seed: int = 0, weight_scale: float = 1.0, lambda_jac: float = 1.0, device: str | torch.device = "cpu",
-    dtype=torch.float32, length: int | None = None, inference: bool = False, **fusion_options,
+    dtype=torch.float32, length: int | None = None, inference: bool = False, measure_memory: bool = False,
+    **fusion_options,
 ) -> dict:
     """Median wall time of one training step (or one inference forward with ``inference=True``).
 
     The loss is ``mean(fused^2) + lambda_jac * jac_loss``; the module is reinitialised identically (seeded)
     for every configuration, then its weight matrices are multiplied by ``weight_scale``.
+
+    With ``measure_memory=True`` one more step runs after the timed ones under
+    :func:`~deqfusion.benchmarking.memory.measure_peak_memory` (untimed, as its CPU tracker slows every operator)
+    and its fields are added: ``tensor_peak_mb``, ``tensor_kind``, ``rss_peak_mb``.
     """
     device = torch.device(device)
     torch.manual_seed(seed)
@@ -94,6 +99,13 @@ def train_step_benchmark(
 
     peak_memory_reset(device)
     times = time_call(infer_step if inference else train_step, device, repeats)
+    memory = {}
+    if measure_memory:
+        from .memory import measure_peak_memory
+
+        last.clear()  # drop the previous step's graph and diagnostics before measuring
+        module.zero_grad(set_to_none=True)
+        memory = measure_peak_memory(infer_step if inference else train_step, device)
     info = last["info"]
     result = {
         "fusion": fusion, "mode": "inference" if inference else "train", "batch": batch, "width": width,
@@ -101,7 +113,7 @@ def train_step_benchmark(
         "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(),
         "options": {k: v for k, v in fusion_options.items()},
         "median_s": statistics.median(times), "min_s": min(times), "times_s": times,
-        "peak_memory_mb": peak_memory_mb(device),
+        "peak_memory_mb": peak_memory_mb(device), **memory,
     }
     if info.forward is not None:
         fwd = info.forward

@@ -1,0 +1,234 @@
+"""``deqfusion bench``: wall-clock time, solver steps, residuals and peak memory of one training step and one
+inference step of DEQ fusion against the weight-tied unrolled fusion and concatenation, on random features.
+
+Every fusion spec (``NAME`` or ``NAME:key=value,...``, as in the experiment commands) is expanded: ``deq`` over
+``--solvers`` x ``--b-modes`` (unless the spec fixes ``f_solver`` / ``b_mode``), ``unrolled`` over
+``--unrolled-steps`` (unless it fixes ``unrolled_steps``); other fusions run as given. Each configuration runs
+for every ``--batch`` x ``--width`` and each ``--modes`` entry: ``--repeats`` timed steps after one warm-up
+step, then (unless ``--no-memory``) one untimed step under the memory tracker
+(:mod:`deqfusion.benchmarking.memory`). The module and inputs are seeded and identical across configurations;
+``--weight-scale`` multiplies the fusion's weight matrices (0.5 gives a contractive, quickly converging map).
+
+The training step is ``mean(fused^2) + lambda_jac * jac_loss`` backpropagated to the fusion's parameters. The
+DEQ's solver budgets and tolerances are the module's defaults (105 / 106 steps, relative residual 1e-4) unless
+a spec sets them (``deq:f_max_iter=30,f_tol=1e-3``).
+
+Writes into ``--out``: ``config.json`` (resolved settings, environment, machine load before and after),
+``results.json`` and ``results.csv`` (one row per shape x configuration x mode), ``summary.md`` (the table,
+also printed) and ``bench.png`` (time and memory bars; needs matplotlib, skip with ``--no-plot``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..benchmarking.step import train_step_benchmark
+from ..errors import DEQDivergenceError, UserError
+from ..fusion.registry import available_fusions
+from ..training.checkpoint import atomic_write_json
+from ..training.results import markdown_table, write_csv, write_json
+from .omics import parse_fusion_spec
+
+NAME = "bench"
+HELP = "time and memory of DEQ fusion (solvers, backward modes) vs unrolled and concat fusion"
+DESCRIPTION = __doc__
+
+log = logging.getLogger(__name__)
+
+SOLVERS = ("anderson", "broyden", "fixed_point_iter")
+B_MODES = ("implicit", "phantom")
+MODES = ("train", "inference")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("shapes")
+    g.add_argument("--batch", type=int, nargs="+", default=[612], help="batch size(s) (default 612)")
+    g.add_argument("--width", type=int, nargs="+", default=[500], help="feature width(s) d (default 500)")
+    g.add_argument("--modalities", type=int, default=3, help="number of modalities (default 3)")
+    g.add_argument("--length", type=int, default=None,
+                   help="sequence length L: inputs (B, d, L) instead of (B, d) (the CM-BERT maps: d = L = 50)")
+    g = p.add_argument_group("configurations")
+    g.add_argument("--fusions", nargs="+", default=["deq", "unrolled", "concat"], metavar="SPEC",
+                   help="fusion specs NAME[:key=value,...] (default: deq unrolled concat)")
+    g.add_argument("--solvers", nargs="+", default=["anderson", "broyden"], choices=SOLVERS,
+                   help="forward solvers for deq (default anderson broyden)")
+    g.add_argument("--b-modes", nargs="+", default=list(B_MODES), choices=B_MODES,
+                   help="backward modes for deq (default implicit phantom)")
+    g.add_argument("--unrolled-steps", type=int, nargs="+", default=[1, 4, 16],
+                   help="steps k of the unrolled fusion (default 1 4 16)")
+    g.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES,
+                   help="what to time: train (forward + backward) and/or inference (forward, no grad)")
+    g.add_argument("--weight-scale", type=float, default=1.0,
+                   help="multiply the fusion's weight matrices by this (default 1: the initialisation)")
+    g.add_argument("--lambda-jac", type=float, default=1.0, help="weight of the Jacobian loss in the train step")
+    g = p.add_argument_group("measurement")
+    g.add_argument("--repeats", type=int, default=5, help="timed steps per configuration (median reported)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    g.add_argument("--dtype", default="float32", choices=["float32", "float64", "bfloat16", "float16"])
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--no-memory", dest="memory", action="store_false", help="skip the peak-memory step")
+    g.add_argument("--no-plot", dest="plot", action="store_false", help="do not draw bench.png")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--out", required=True, help="output folder (must not hold a previous bench run)")
+
+
+def expand_configs(specs, solvers, b_modes, unrolled_steps) -> list[dict]:
+    """Fusion specs -> configurations ``{"label", "fusion", "options"}`` (see the module docstring)."""
+    known = available_fusions()
+    configs = []
+    for spec in specs:
+        _, name, opts = parse_fusion_spec(spec)
+        if name not in known:
+            raise UserError(f"--fusions {spec!r}: unknown fusion {name!r}; choose from {known}")
+        extra = "".join(f",{k}={v}" for k, v in opts.items() if k not in ("f_solver", "b_mode", "unrolled_steps"))
+        if name == "deq":
+            for solver in ([opts["f_solver"]] if "f_solver" in opts else solvers):
+                for bm in ([opts["b_mode"]] if "b_mode" in opts else b_modes):
+                    o = dict(opts, f_solver=solver, b_mode=bm)
+                    if bm == "implicit":  # the adjoint solve uses the same solver as the forward one
+                        o.setdefault("b_solver", solver)
+                    configs.append({"label": f"deq {solver}/{bm}{extra}", "fusion": name, "options": o})
+        elif name == "unrolled":
+            for k in ([opts["unrolled_steps"]] if "unrolled_steps" in opts else unrolled_steps):
+                if int(k) < 1:
+                    raise UserError(f"--unrolled-steps must be >= 1, got {k}")
+                configs.append({"label": f"unrolled k={k}{extra}", "fusion": name,
+                                "options": dict(opts, unrolled_steps=int(k))})
+        else:
+            configs.append({"label": name + extra, "fusion": name, "options": dict(opts)})
+    labels = [c["label"] for c in configs]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise UserError(f"the same configuration is named twice: {dup}")
+    return configs
+
+
+def _shape_label(batch: int, width: int, modalities: int, length: int | None) -> str:
+    feat = f"{width}x{length}" if length else f"{width}"
+    return f"batch {batch}, {modalities} x {feat}"
+
+
+def _check(args) -> torch.device:
+    for name in ("batch", "width"):
+        if any(v < 1 for v in getattr(args, name)):
+            raise UserError(f"--{name} values must be >= 1")
+    if args.modalities < 2:
+        raise UserError("--modalities must be >= 2 (fusion needs two inputs)")
+    if args.length is not None and args.length < 1:
+        raise UserError("--length must be >= 1")
+    if args.repeats < 1:
+        raise UserError("--repeats must be >= 1")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as exc:
+        raise UserError(f"--device {args.device!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device must be cpu or cuda[:N], got {args.device!r}")
+    return device
+
+
+def _load() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover (not on Linux)
+        return None
+
+
+def run_grid(configs, args, device) -> list[dict]:
+    dtype = getattr(torch, args.dtype)
+    jobs = [(b, w, c, m) for b in args.batch for w in args.width for c in configs for m in args.modes]
+    rows = []
+    for b, w, c, mode in tqdm(jobs, desc="bench", disable=not args.progress, dynamic_ncols=True):
+        shape = _shape_label(b, w, args.modalities, args.length)
+        row = {"shape": shape, "label": c["label"], "mode": mode, "batch": b, "width": w,
+               "modalities": args.modalities, "length": args.length, "fusion": c["fusion"]}
+        try:
+            r = train_step_benchmark(
+                c["fusion"], batch=b, width=w, modalities=args.modalities, repeats=args.repeats, seed=args.seed,
+                weight_scale=args.weight_scale, lambda_jac=args.lambda_jac, device=device, dtype=dtype,
+                length=args.length, inference=mode == "inference", measure_memory=args.memory, **c["options"],
+            )
+        except (ValueError, TypeError, RuntimeError, DEQDivergenceError) as exc:
+            if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower() and device.type == "cuda":
+                torch.cuda.empty_cache()
+            log.warning("%s, %s, %s: failed: %s", shape, c["label"], mode, exc)
+            row["error"] = f"{type(exc).__name__}: {exc}"
+            rows.append(row)
+            continue
+        r.pop("fusion", None)
+        r.pop("mode", None)
+        row.update(r)
+        rows.append(row)
+    return rows
+
+
+def summary_table(rows: list[dict]) -> str:
+    header = ["shape", "configuration", "mode", "median ms", "fwd steps", "fwd rel res (max)", "bwd steps",
+              "bwd rel res (max)", "peak tensor MiB"]
+
+    def fmt(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    table = []
+    for r in rows:
+        if r.get("error"):
+            table.append([r["shape"], r["label"], r["mode"], "failed: " + r["error"][:60], "", "", "", "", ""])
+            continue
+        table.append([
+            r["shape"], r["label"], r["mode"], fmt(r["median_s"] * 1e3, ".1f"), fmt(r.get("forward_steps"), "d"),
+            fmt(r.get("forward_rel_residual_max"), ".1e"), fmt(r.get("backward_steps"), "d"),
+            fmt(r.get("backward_rel_residual_max"), ".1e"), fmt(r.get("tensor_peak_mb"), ".1f"),
+        ])
+    return markdown_table(header, table)
+
+
+def run(args) -> int:
+    device = _check(args)
+    configs = expand_configs(args.fusions, args.solvers, args.b_modes, args.unrolled_steps)
+    out = Path(args.out)
+    if (out / "results.json").is_file():
+        raise UserError(f"{out} already holds a bench run; choose another --out")
+    if args.plot:
+        from ..benchmarking.figures import import_pyplot
+
+        import_pyplot()  # fail now, not after the measurements, when matplotlib is missing
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("verbose", "command")}
+    cfg["out"] = str(out.resolve())
+    cfg["configurations"] = configs
+    cfg["environment"] = {
+        "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+        "processor": platform.processor(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "load_average_before": _load(),
+    }
+    atomic_write_json(out / "config.json", cfg)
+    rows = run_grid(configs, args, device)
+    cfg["environment"]["load_average_after"] = _load()
+    atomic_write_json(out / "config.json", cfg)
+    write_json(out / "results.json", {"environment": cfg["environment"], "results": rows})
+    write_csv(out / "results.csv", [{k: v for k, v in r.items() if k not in ("times_s", "options")} for r in rows])
+    table = summary_table(rows)
+    (out / "summary.md").write_text(table + "\n")
+    print(table)
+    if args.plot:
+        from ..benchmarking.figures import bench_figure
+
+        if any(not r.get("error") for r in rows):
+            bench_figure(rows, out / "bench.png")
+    n_bad = sum(1 for r in rows if r.get("error"))
+    load = cfg["environment"]
+    print(f"\n{len(rows)} measurement(s), {n_bad} failed; load average {load['load_average_before']} -> "
+          f"{load['load_average_after']}; results in {out}")
+    return 1 if n_bad == len(rows) else 0
