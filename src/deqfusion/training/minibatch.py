@@ -46,6 +46,19 @@ Result (a JSON-friendly dict)
     ``peak_memory_mb`` and ``memory_kind`` (``"cuda_max_allocated"``: peak tensor memory on the GPU during
     ``fit``; ``"cpu_max_rss"``: the process's peak resident memory, which is never reset).
 
+Divergence guard
+    Every training step goes through a :class:`~deqfusion.training.guard.DivergenceGuard` (``guard`` in the
+    config: ``"skip"`` by default, ``"phantom"``, ``"raise"`` or None for none): a step whose loss, gradients or
+    DEQ solves are non-finite (or whose solver residual exceeds ``guard_max_residual``) is skipped or retried with
+    a phantom gradient, counted (``result["guard"]``) and logged; the optimiser never steps on NaN.
+
+Multi-process training
+    Under ``torchrun`` (after :func:`deqfusion.training.distributed.setup_from_env`), ``batch_size`` is the
+    *global* batch: each of the N processes takes ``batch_size / N`` samples of every batch (the shuffled order
+    sharded as :class:`~torch.utils.data.DistributedSampler` does), gradients are averaged by
+    :class:`~torch.nn.parallel.DistributedDataParallel`, evaluation is sharded and its predictions gathered, so
+    metrics are those of the whole split; only rank 0 writes checkpoints (which hold every rank's RNG state).
+
 Library code: no printing (tqdm bars only with ``progress=True``), logging through :mod:`logging`.
 """
 
@@ -66,7 +79,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..errors import UserError
+from . import distributed as ddp
 from .checkpoint import load_checkpoint, save_checkpoint
+from .guard import DivergenceGuard, GuardConfig, TrainingDiverged
 from .seed import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -75,10 +90,6 @@ __all__ = ["StepOutput", "TrainerConfig", "MinibatchTrainer", "TrainingDiverged"
            "iterate_batches", "split_size"]
 
 Split = Mapping[str, Tensor]
-
-
-class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or inf."""
 
 
 @dataclass
@@ -113,6 +124,10 @@ class TrainerConfig:
     preload: bool = True
     progress: bool = False
     desc: str = "train"
+    guard: str | None = "skip"
+    guard_max_residual: float | None = None
+    guard_max_consecutive: int = 25
+    ddp_find_unused_parameters: bool = False
 
     def __post_init__(self):
         if self.max_epochs < 1:
@@ -127,6 +142,8 @@ class TrainerConfig:
             raise ValueError(f"warmup_fraction must lie in [0, 1), got {self.warmup_fraction}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+        if self.guard is not None:
+            GuardConfig(self.guard, self.guard_max_residual, self.guard_max_consecutive)  # checks the values
 
 
 def split_size(split: Split, name: str = "split") -> int:
@@ -228,6 +245,20 @@ class MinibatchTrainer:
             param_groups(model, config.lr, config.weight_decay, config.group_lrs), lr=config.lr,
             betas=tuple(config.betas), weight_decay=config.weight_decay,
         )
+        self.guard = None if config.guard is None else DivergenceGuard(
+            model, GuardConfig(config.guard, config.guard_max_residual, config.guard_max_consecutive))
+        self.world_size, self.rank = ddp.world_size(), ddp.rank()
+        self.train_model = model
+        if self.world_size > 1:
+            if config.batch_size % self.world_size:
+                raise ValueError(f"batch_size {config.batch_size} (the global batch) must be divisible by the "
+                                 f"number of processes {self.world_size}")
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.train_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=config.ddp_find_unused_parameters,
+            )
 
     # ----------------------------------------------------------------------------------------- evaluation
     @torch.no_grad()
@@ -240,44 +271,66 @@ class MinibatchTrainer:
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         _sync(self.device)
         t0 = time.perf_counter()
-        batches = iterate_batches(split, cfg.eval_batch_size or cfg.batch_size)
-        for batch in tqdm(batches, desc=desc, total=math.ceil(n / (cfg.eval_batch_size or cfg.batch_size)),
-                          leave=False, disable=not cfg.progress, file=sys.stderr):
+        bsz = cfg.eval_batch_size or cfg.batch_size
+        # with several processes each scores a contiguous share, gathered below in sample order
+        share = torch.tensor_split(torch.arange(n), self.world_size)[self.rank] if self.world_size > 1 else None
+        n_mine = n if share is None else share.numel()
+        batches = iterate_batches(split, bsz, share) if n_mine else iter(())
+        for batch in tqdm(batches, desc=desc, total=math.ceil(n_mine / bsz), leave=False,
+                          disable=not cfg.progress or self.rank != 0, file=sys.stderr):
             batch = _to_device(batch, self.device)
             out = self.step_fn(self.model, batch, False)
             bs = out.predictions.shape[0]
             loss_sum += out.loss.detach().double() * bs
-            preds.append(out.predictions.detach().float().cpu())
-            targets.append(out.targets.detach().cpu())
+            preds.append(out.predictions.detach().float())
+            targets.append(out.targets.detach())
         _sync(self.device)
         seconds = time.perf_counter() - t0
+        if self.world_size > 1:
+            loss_sum = ddp.all_reduce_sum(loss_sum)
+            preds = [ddp.gather_rows(torch.cat(preds))]
+            targets = [ddp.gather_rows(torch.cat(targets))]
         metrics = {"loss": float(loss_sum) / n}
         if self.metric_fn is not None:
-            metrics.update(self.metric_fn(torch.cat(preds), torch.cat(targets)))
+            metrics.update(self.metric_fn(torch.cat(preds).cpu(), torch.cat(targets).cpu()))
         return metrics, seconds
 
     # ------------------------------------------------------------------------------------------- training
     def _train_epoch(self, train: Split, order: Tensor, epoch: int, scheduler) -> tuple[dict, float]:
         cfg = self.config
-        n = split_size(train, "train")
         self.model.train()
         sums: dict[str, Tensor] = {}
         seen = 0
-        n_batches = (n // cfg.batch_size if cfg.drop_last and n >= cfg.batch_size
-                     else math.ceil(n / cfg.batch_size))
-        bar = tqdm(iterate_batches(train, cfg.batch_size, order, cfg.drop_last), total=n_batches,
-                   desc=f"{cfg.desc} epoch {epoch}", leave=False, disable=not cfg.progress, file=sys.stderr)
+        bsz = cfg.batch_size // self.world_size  # per-process share of the global batch
+        order = ddp.shard_order(order) if self.world_size > 1 else order
+        n = order.numel()
+        n_batches = n // bsz if cfg.drop_last and n >= bsz else math.ceil(n / bsz)
+        bar = tqdm(iterate_batches(train, bsz, order, cfg.drop_last), total=n_batches,
+                   desc=f"{cfg.desc} epoch {epoch}", leave=False, disable=not cfg.progress or self.rank != 0,
+                   file=sys.stderr)
         _sync(self.device)
         t0 = time.perf_counter()
         for i, batch in enumerate(bar):
             batch = _to_device(batch, self.device)
-            out = self.step_fn(self.model, batch, True)
-            self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-            self.optimizer.step()
+            if self.guard is None:
+                out = self.step_fn(self.train_model, batch, True)
+                self.optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()
+                if cfg.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                self.optimizer.step()
+                stepped = True
+            else:
+                def closure(batch=batch):
+                    o = self.step_fn(self.train_model, batch, True)
+                    return o.loss, o
+
+                report = self.guard.step(closure, self.optimizer, clip_norm=cfg.grad_clip,
+                                         where=f"epoch {epoch} batch {i + 1}")
+                out, stepped = report.output, report.stepped
             scheduler.step()
+            if not stepped:  # a skipped step's loss and logs are not averaged into the epoch's
+                continue
             bs = out.predictions.shape[0]
             seen += bs
             for k, v in {"loss": out.loss, **out.logs}.items():
@@ -287,7 +340,13 @@ class MinibatchTrainer:
                 bar.set_postfix(loss=f"{float(out.loss.detach()):.4f}")
         _sync(self.device)
         seconds = time.perf_counter() - t0
-        logs = {f"train_{k}": float(v) / seen for k, v in sums.items()}
+        if self.world_size > 1:
+            keys = sorted(sums)
+            packed = ddp.all_reduce_sum(torch.stack([torch.as_tensor(float(seen), dtype=torch.double,
+                                                                     device=self.device)]
+                                                    + [sums[k] for k in keys]))
+            seen, sums = float(packed[0]), dict(zip(keys, packed[1:]))
+        logs = {f"train_{k}": float(v) / seen for k, v in sums.items()} if seen else {"train_loss": math.nan}
         if not math.isfinite(logs["train_loss"]):
             raise TrainingDiverged(
                 f"{cfg.desc}: the training loss became {logs['train_loss']} in epoch {epoch}"
@@ -337,15 +396,21 @@ class MinibatchTrainer:
             self.optimizer.load_state_dict(ckpt["optimizer"])
             scheduler.load_state_dict(ckpt["scheduler"])
             gen.set_state(ckpt["shuffle_generator"])
-            set_rng_state(ckpt["rng"])
+            per_rank = ckpt.get("rng_per_rank") or [ckpt["rng"]]
+            if len(per_rank) != self.world_size:
+                log.warning("%s: checkpoint written by %d process(es), resuming with %d: random streams differ "
+                            "from an uninterrupted run", cfg.desc, len(per_rank), self.world_size)
+            set_rng_state(per_rank[self.rank] if self.rank < len(per_rank) else ckpt["rng"])
             state = ckpt["state"]
+            if self.guard is not None and "guard" in state:
+                self.guard.load_state_dict(state["guard"])
             log.info("%s: resuming after epoch %d", cfg.desc, state["epoch"])
 
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         stopped_early = False
         epochs = tqdm(range(state["epoch"] + 1, cfg.max_epochs + 1), desc=cfg.desc, initial=state["epoch"],
-                      total=cfg.max_epochs, disable=not cfg.progress, file=sys.stderr)
+                      total=cfg.max_epochs, disable=not cfg.progress or self.rank != 0, file=sys.stderr)
         for epoch in epochs:
             if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
                 stopped_early = True
@@ -366,14 +431,16 @@ class MinibatchTrainer:
             if self._improved(value, state["best_value"]):
                 state["best_value"], state["best_epoch"], state["bad_epochs"] = value, epoch, 0
                 state["best_valid"] = metrics
-                if self.out_dir is not None:
+                if self.out_dir is not None and self.rank == 0:
                     save_checkpoint(self.out_dir / "best.pt",
                                     {"model": self.model.state_dict(), "epoch": epoch, "valid": metrics})
-                else:
+                elif self.out_dir is None:
                     best_in_memory = copy.deepcopy({k: v.cpu() for k, v in self.model.state_dict().items()})
             else:
                 state["bad_epochs"] += 1
             state["epoch"] = epoch
+            if self.guard is not None:
+                state["guard"] = self.guard.state_dict()
             epochs.set_postfix({cfg.select_metric: f"{value:.4f}", "best": state["best_epoch"]})
             if self.out_dir is not None:
                 self._save_last(scheduler, gen, state, done=False)
@@ -386,6 +453,7 @@ class MinibatchTrainer:
             raise TrainingDiverged(f"{cfg.desc}: the selection metric {cfg.select_metric!r} was never finite")
 
         # test once, on the selected model
+        ddp.barrier()  # rank 0 wrote best.pt
         if self.out_dir is not None:
             self.model.load_state_dict(load_checkpoint(self.out_dir / "best.pt", self.device)["model"])
         elif best_in_memory is not None:
@@ -419,12 +487,18 @@ class MinibatchTrainer:
             "peak_memory_mb": peak,
             "memory_kind": kind,
             "device": str(self.device),
+            "world_size": self.world_size,
+            "guard": self.guard.summary() if self.guard is not None else None,
             "config": asdict(self.config),
         }
 
     def _save_last(self, scheduler, gen: torch.Generator, state: dict, done: bool,
                    result: dict | None = None):
+        per_rank = ddp.all_gather_objects(rng_state())  # collective: every process calls this
+        if self.rank != 0:
+            return
         save_checkpoint(self.out_dir / "last.pt", {
+            "rng_per_rank": per_rank,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
