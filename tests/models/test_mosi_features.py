@@ -27,7 +27,7 @@ def test_short_training_on_real_features_loss_falls(real_batch, fusion, options)
     feats = {m: real_batch[m] for m in DIMS}
     y = real_batch["labels"]
     losses = []
-    for _ in range(30):
+    for _ in range(35):
         pred, info = model(feats)
         loss = (pred - y).abs().mean() + 0.01 * info.jac_loss
         opt.zero_grad()
@@ -35,7 +35,9 @@ def test_short_training_on_real_features_loss_falls(real_batch, fusion, options)
         opt.step()
         losses.append(float(loss.detach()))
     assert pred.shape == (96,)
-    assert losses[-1] < 0.7 * losses[0]
+    # the training loss falls, well below that of the best constant prediction (the median)
+    best_constant = float((y - y.median()).abs().mean())
+    assert min(losses[-5:]) < 0.8 * losses[0] and min(losses[-5:]) < 0.8 * best_constant
     assert (info.forward is not None) == (fusion in ("deq", "unrolled"))
 
 
