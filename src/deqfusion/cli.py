@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "deqfusion.commands.mmimdb",
     "deqfusion.commands.omics",
     "deqfusion.commands.bench",
+    "deqfusion.commands.plot",
 ]
 
 

@@ -82,7 +82,7 @@ def convergence_figure(curves: Mapping[str, Mapping[str, Mapping[str, Sequence[f
     components = list(dict.fromkeys(c for per in curves.values() for c in per))
     if not components:
         raise ValueError("no convergence curves to plot")
-    ncols = min(len(components), 4)
+    ncols = min(len(components), 3)
     nrows = math.ceil(len(components) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows), squeeze=False, sharey=True)
     styles = ["-", "--", ":", "-."]
@@ -98,6 +98,7 @@ def convergence_figure(curves: Mapping[str, Mapping[str, Mapping[str, Sequence[f
         ax.set_yscale("log")
         ax.set_title(comp, fontsize=10)
         ax.set_xlabel("solver step")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3, which="both")
         if idx % ncols == 0:
             ax.set_ylabel("relative residual")
