@@ -50,6 +50,9 @@ def test_outputs(finished_run, data_file):
     assert config["split_bounds"] == {"train": [0, 144], "valid": [144, 168], "test": [168, 240]}
     assert [f["label"] for f in config["fusions"]] == ["early", "concat", "lowrank_rank-4",
                                                       "deq_f_max_iter-8_b_mode-phantom"]
+    # the MM-IMDB default of the reference (GN before ReLU in the fusion block) is resolved into the config
+    assert config["fusions"][3]["options"] == {"fusion_norm": "gn_relu", "f_max_iter": 8, "b_mode": "phantom"}
+    assert config["fusions"][2]["options"] == {"rank": 4}
     results = json.loads((out / "results.json").read_text())
     assert len(results["runs"]) == 8
     for label in ["early", "concat", "lowrank_rank-4", "deq_f_max_iter-8_b_mode-phantom"]:

@@ -5,6 +5,7 @@ from deqfusion.models.mmimdb import (
     EarlyFusionModel,
     MMIMDBModel,
     build_mmimdb_model,
+    mmimdb_fusion_options,
     mmimdb_model_names,
     mmimdb_step_fn,
 )
@@ -39,6 +40,15 @@ def test_names_and_errors():
         build_mmimdb_model("attention")
     with pytest.raises(ValueError, match="no fusion options"):
         build_mmimdb_model("early", fusion_options={"rank": 3})
+
+
+def test_mmimdb_fusion_defaults():
+    assert mmimdb_fusion_options("deq") == {"fusion_norm": "gn_relu"}
+    assert mmimdb_fusion_options("deq", {"fusion_norm": "relu_gn", "f_tol": 1e-3}) == {
+        "fusion_norm": "relu_gn", "f_tol": 1e-3}
+    assert mmimdb_fusion_options("lowrank", {"rank": 4}) == {"rank": 4}
+    model = build_mmimdb_model("deq", hidden=16, fusion_options=mmimdb_fusion_options("deq"))
+    assert model.fusion.fusion.norm_order == "gn_relu"
 
 
 def test_default_sizes_follow_the_spec():

@@ -24,7 +24,13 @@ import torch
 from ..data.mmimdb import inspect_file, load_splits
 from ..errors import UserError
 from ..metrics.multilabel import multilabel_f1
-from ..models.mmimdb import EARLY, build_mmimdb_model, mmimdb_model_names, mmimdb_step_fn
+from ..models.mmimdb import (
+    EARLY,
+    build_mmimdb_model,
+    mmimdb_fusion_options,
+    mmimdb_model_names,
+    mmimdb_step_fn,
+)
 from ..training.minibatch import MinibatchTrainer, TrainerConfig, TrainingDiverged
 from ..training.results import markdown_table, summarize, write_csv, write_json
 from ..training.seed import seed_everything
@@ -54,7 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--fusion", nargs="+", default=["deq"], metavar="SPEC",
         help="fusions to compare: NAME or NAME:key=value,key=value (fusion options), NAME one of "
              f"{mmimdb_model_names()}; 'concat' is late fusion. Example: deq deq:b_mode=phantom concat "
-             "(default: deq)",
+             "(default: deq). deq and unrolled default to fusion_norm=gn_relu here, as in the reference's "
+             "MM-IMDB code; the resolved options are written to config.json",
     )
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="random seeds (default 0 1 2)")
     p.add_argument("--max-epochs", type=int, default=1000)
@@ -137,7 +144,8 @@ def resolve_config(args: argparse.Namespace) -> dict:
         "n_rows": info.n_rows,
         "split_bounds": {k: list(v) for k, v in info.bounds.items()},
         "full_split": info.full_split,
-        "fusions": [{"label": lab, "fusion": name, "options": opts} for lab, name, opts in specs],
+        "fusions": [{"label": lab, "fusion": name, "options": mmimdb_fusion_options(name, opts)}
+                    for lab, name, opts in specs],
         "seeds": list(args.seeds),
         "max_epochs": args.max_epochs,
         "patience": args.patience,
