@@ -396,3 +396,23 @@ def test_audio_pickle_refuses_code_and_garbage(tmp_path, capsys):
     # any sizes accepted when asked
     p2 = _pickle(tmp_path / "any.pickle", _audio(seq=7, dim=2))
     assert mosi.load_mosi_audio(p2, seq_len=None, feat_dim=None)["test"].shape == (3, 7, 2)
+
+
+def test_leak_free_resplit_on_real_files(real):
+    d = mosi.resplit_by_source(real)
+    counts = d.counts()
+    # every labelled utterance once; the test split is the whole bc-LSTM test split (752, all labelled)
+    assert sum(counts.values()) == sum(real.counts().values()) == 2195
+    assert counts["test"] == 752
+    assert set(d.splits["test"].source) == {"test"}
+    assert set(d.splits["train"].source) == set(d.splits["dev"].source) == {"train"}
+    video = lambda sp: {u.rsplit("_", 1)[0] for u in sp.ids}  # noqa: E731
+    assert not video(d.splits["dev"]) & video(d.splits["train"])  # dev speakers are unseen in training
+    assert not video(d.splits["test"]) & video(d.splits["train"])
+    # the same split for any caller; features travel with their utterance
+    again = mosi.resplit_by_source(real)
+    assert again.splits["dev"].ids == d.splits["dev"].ids
+    i = d.splits["test"].ids.index("03bSnISJMiM_1")
+    assert d.splits["test"].features["text"][i, 0] == pytest.approx(-0.571784, abs=1e-5)
+    with pytest.raises(ValueError, match="dev_fraction"):
+        mosi.resplit_by_source(real, dev_fraction=1.5)

@@ -5,10 +5,15 @@ train split (1284 utterances), select the epoch on the dev split (MAE by default
 once on the test split. The selected model is also scored on the *clean* part of the test split (test
 utterances whose features come from the bc-LSTM test split, i.e. from feature extractors never fitted on them;
 the rest of the standard test split was in the extractors' training data, see docs/mosi.md), reported as
-``clean_*``. Results go to the output folder: ``config.json`` (the resolved settings),
-``runs/<subset>__<fusion>/seed<k>/`` (checkpoints and ``result.json``), ``per_seed.csv``, ``summary.json``,
-``summary.csv`` and ``summary.md`` (mean +- std over seeds). ``--resume`` continues unfinished runs and reuses
-finished ones.
+``clean_*``. ``--split bclstm`` runs the leak-free protocol instead (train and dev from the bc-LSTM train
+split, dev by video; test = the bc-LSTM test split, all of it clean). Results go to the output folder:
+``config.json`` (the resolved settings), ``runs/<subset>__<fusion>/seed<k>/`` (checkpoints and
+``result.json``), ``per_seed.csv``, ``summary.json``, ``summary.csv`` and ``summary.md`` (mean +- std over
+seeds). ``--resume`` continues unfinished runs and reuses finished ones.
+
+Multi-process: ``torchrun --nproc_per_node=N -m deqfusion.cli mosi-features ...`` trains each run with
+distributed data parallel (gloo on CPU, NCCL with ``--device cuda``); ``--batch-size`` stays the global batch,
+metrics cover the whole splits and only rank 0 writes files.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.mosi import load_mosi_features, standardize
+from ..data.mosi import load_mosi_features, resplit_by_source, standardize
 from ..errors import UserError
 from ..training.results import markdown_table, summarize, write_csv, write_json
 from ..training.seed import seed_everything
@@ -49,6 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "...)")
     p.add_argument("--subsets", nargs="+", default=["T+A+V"],
                    help="modality subsets: T, A, V, T+A, T+V, A+V, T+A+V (single modalities use no fusion)")
+    p.add_argument("--split", choices=["standard", "bclstm"], default="standard",
+                   help="standard: the 1284/229/686 split; bclstm: the leak-free protocol (test = the bc-LSTM "
+                   "test split, train/dev = the other utterances, dev by video)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--hidden", type=int, default=64, help="encoder / fusion width")
     p.add_argument("--dropout", type=float, default=0.3)
@@ -96,8 +104,19 @@ def _config(args) -> dict:
 
 
 def run(args) -> int:
+    from ..training import distributed as ddp
+
+    args.device = ddp.setup_from_env(args.device)
+    try:
+        return _run(args, ddp.is_main())
+    finally:
+        ddp.cleanup()
+
+
+def _run(args, main: bool) -> int:
     from ..fusion.registry import available_fusions
     from ..models.mosi_features import MosiFeatureModel
+    from ..training import distributed as ddp
     from ..training.checkpoint import load_checkpoint
     from ..training.minibatch import MinibatchTrainer, TrainerConfig
     from ..training.mosi_regression import (
@@ -134,14 +153,17 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_mosi_features(args.data_dir)
+    if args.split == "bclstm":
+        data = resplit_by_source(data)
     if not args.no_standardize:
         data = standardize(data)
-    out.mkdir(parents=True, exist_ok=True)
     test = data.splits["test"]
     clean_test = test.select_rows(np.array([src == "test" for src in test.source]))
     cfg["data"] = data.summary()
     cfg["data"]["clean_test_count"] = len(clean_test)
-    write_json(cfg_path, cfg)
+    ddp.barrier()  # every process has checked the folder before rank 0 writes into it
+    if main:
+        write_json(cfg_path, cfg)
 
     jobs = []
     for mods in subsets:
@@ -150,7 +172,7 @@ def run(args) -> int:
             for seed in args.seeds:
                 jobs.append((mods, f, seed))
     rows = []
-    for mods, fname, seed in tqdm(jobs, desc="mosi-features runs"):
+    for mods, fname, seed in tqdm(jobs, desc="mosi-features runs", disable=not main):
         label = subset_label(mods)
         run_dir = out / "runs" / f"{label.replace('+', '')}__{fname}" / f"seed{seed}"
         seed_everything(seed)
@@ -177,14 +199,16 @@ def run(args) -> int:
         # the selected model once more, on the clean part of the test split
         model.load_state_dict(load_checkpoint(run_dir / "best.pt", args.device)["model"])
         result["test_clean"], _ = trainer.evaluate(split_tensors(clean_test, mods), desc="clean test")
-        write_json(run_dir / "result.json", result)
+        if main:
+            write_json(run_dir / "result.json", result)
         row = {"subset": label, "fusion": fname, "seed": seed, "best_epoch": result["best_epoch"],
                "epochs_run": result["epochs_run"], "train_time_s": round(result["train_time_s"], 2)}
         row.update({f"dev_{k}": v for k, v in result["valid"].items() if k not in ("n", "n_nonzero")})
         row.update({f"test_{k}": v for k, v in result["test"].items()})
         row.update({f"clean_{k}": v for k, v in result["test_clean"].items()})
         rows.append(row)
-        write_csv(out / "per_seed.csv", rows)
+        if main:
+            write_csv(out / "per_seed.csv", rows)
         log.info("%s %s seed %d: test MAE %.3f, Acc-2 (neg/pos) %.3f, corr %.3f", label, fname, seed,
                  result["test"]["mae"], result["test"]["acc2_neg_pos"], result["test"]["corr"])
 
@@ -199,6 +223,8 @@ def run(args) -> int:
             summary.append(
                 {"subset": label, "fusion": fname, "seeds": seeds, "test": test, "test_clean": clean}
             )
+    if not main:
+        return 0
     write_json(out / "summary.json", summary)
     flat = []
     for s in summary:

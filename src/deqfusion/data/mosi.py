@@ -541,3 +541,34 @@ def check_alignment(text: Mapping[str, MosiTextSplit], audio: Mapping[str, np.nd
                 f"{audio_path}: the {s} split has {len(audio[s])} audio arrays but the text file has "
                 f"{len(text[s])} rows; audio and text must be the same utterances in the same order"
             )
+
+
+def resplit_by_source(data: MosiFeatureData, dev_fraction: float = 0.15, seed: int = 0) -> MosiFeatureData:
+    """The leak-free protocol: test on the utterances of the bc-LSTM *test* split, train on the others.
+
+    The bc-LSTM feature extractors were fitted on the utterances of their own train split, so on the standard
+    split most dev and test utterances carry features fitted to their labels. Here every utterance whose
+    features come from the bc-LSTM train split is used for training or selection, and the test split is
+    exactly the bc-LSTM test split (different speakers, features never fitted to them). The dev part is a
+    ``dev_fraction`` of the training *videos* (speakers), chosen with ``seed`` (the same for every training
+    seed), so selection is speaker-independent too. Continuous labels are kept; ``dropped`` is carried over.
+    """
+    if not 0 < dev_fraction < 1:
+        raise ValueError(f"dev_fraction must lie in (0, 1), got {dev_fraction}")
+    parts = [data.splits[s] for s in SPLITS]
+    if any(p.source is None for p in parts):
+        raise ValueError("the data carries no bc-LSTM source split; load it with load_mosi_features")
+    feats = {m: np.concatenate([p.features[m] for p in parts]) for m in data.modalities}
+    labels = np.concatenate([p.labels for p in parts])
+    ids = [u for p in parts for u in p.ids]
+    source = np.array([s for p in parts for s in p.source])
+    videos = np.array([u.rsplit("_", 1)[0] for u in ids])
+    train_videos = sorted(set(videos[source == "train"]))
+    rng = np.random.default_rng(seed)
+    n_dev = max(1, int(round(dev_fraction * len(train_videos))))
+    dev_videos = set(rng.choice(train_videos, size=n_dev, replace=False).tolist())
+    in_dev = np.array([v in dev_videos for v in videos]) & (source == "train")
+    masks = {"train": (source == "train") & ~in_dev, "dev": in_dev, "test": source == "test"}
+    whole = MosiSplit(feats, labels, ids, source.tolist())
+    splits = {s: whole.select_rows(k) for s, k in masks.items()}
+    return MosiFeatureData(splits, dict(data.dims), dict(data.dropped), data.root, dict(data.standardization))
