@@ -83,3 +83,22 @@ def test_jacobian_term_enters_the_loss_in_training():
     model.eval()
     with torch.no_grad():
         assert float(model(xs).info.jac_loss) == 0.0
+
+
+def test_feature_norm_layer_keeps_the_confidence_weighting():
+    torch.manual_seed(0)
+    model = OmicsClassifier([7, 5, 6], 3, hidden=8, fusion="concat", feature_norm="layer").eval()
+    seen = {}
+
+    def hook(mod, inp, out):
+        seen["feats"] = inp[0]
+
+    model.fusion.register_forward_hook(hook)
+    xs, _ = _inputs()
+    out = model(xs)
+    for v in range(3):
+        h = torch.relu(model.encoders[v](xs[v] * out.feature_info[v]))
+        expected = torch.nn.functional.layer_norm(h, (8,)) * out.confidences[v]
+        assert torch.allclose(seen["feats"][v], expected, atol=1e-6)
+    with pytest.raises(ValueError, match="feature_norm"):
+        OmicsClassifier([7, 5], 3, hidden=8, fusion="concat", feature_norm="batch")

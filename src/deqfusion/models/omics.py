@@ -82,12 +82,17 @@ class OmicsClassifier(nn.Module):
         fusion_options: options passed to the fusion (override the preset's).
         dropout: dropout after each modality encoder (reference 0.5).
         names: optional modality names (passed to the fusion).
+        feature_norm: ``"none"`` (the reference: the fusion gets ``h_v * confidence_v``) or ``"layer"``
+            (``LayerNorm(h_v) * confidence_v``: the same per-sample confidence weighting, on features of unit
+            scale; the DEQ's injections are otherwise tiny next to its GroupNorm-ed states).
     """
 
     def __init__(self, in_dims: Sequence[int], num_classes: int, hidden: int = 500, fusion: str = "deq",
                  fusion_options: Mapping | None = None, dropout: float = 0.5,
-                 names: Sequence[str] | None = None):
+                 names: Sequence[str] | None = None, feature_norm: str = "none"):
         super().__init__()
+        if feature_norm not in ("none", "layer"):
+            raise ValueError(f"feature_norm must be 'none' or 'layer', got {feature_norm!r}")
         in_dims = [int(d) for d in in_dims]
         if len(in_dims) < 2:
             raise ValueError(f"need at least 2 modalities, got in_dims={in_dims}")
@@ -102,6 +107,9 @@ class OmicsClassifier(nn.Module):
         self.modality_classifiers = nn.ModuleList(nn.Linear(hidden, num_classes) for _ in in_dims)
         self.confidence = nn.ModuleList(nn.Linear(hidden, 1) for _ in in_dims)
         self.dropout = nn.Dropout(dropout)
+        self.feature_norm = feature_norm
+        self.feature_norms = (nn.ModuleList(nn.LayerNorm(hidden) for _ in in_dims) if feature_norm == "layer"
+                              else None)
         self.classifier = nn.Linear(hidden, num_classes)
         for mod in [*self.informativeness, *self.encoders, *self.modality_classifiers, *self.confidence,
                     self.classifier]:
@@ -123,7 +131,7 @@ class OmicsClassifier(nn.Module):
             h = self.dropout(F.relu(self.encoders[v](x * fi)))
             logit = self.modality_classifiers[v](h)
             conf = self.confidence[v](h)
-            feats.append(h * conf)
+            feats.append((h if self.feature_norms is None else self.feature_norms[v](h)) * conf)
             logits_v.append(logit)
             confs.append(conf)
             fis.append(fi)

@@ -97,6 +97,7 @@ class FitResult:
     history: list[dict]
     seconds: float
     seconds_per_epoch: float
+    cpu_seconds: float = 0.0
     best_state: dict = field(repr=False, default_factory=dict)
     reference_best_test: dict | None = None
     resumed_from: int | None = None
@@ -209,7 +210,7 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
 
     state = {
         "epoch": 0, "best_epoch": 0, "best_score": None, "best_tie": None, "best_val": {}, "best_state": None,
-        "last_improvement": 0, "history": [], "reference_best_test": None, "train_seconds": 0.0,
+        "last_improvement": 0, "history": [], "reference_best_test": None, "train_seconds": 0.0, "cpu_seconds": 0.0,
         "finished": False, "stopped_early": False,
     }
     resumed_from = None
@@ -258,8 +259,8 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
         return row
 
     model.train()
-    t_start = time.perf_counter()
-    t_before = state["train_seconds"]
+    t_start, c_start = time.perf_counter(), time.process_time()
+    t_before, c_before = state["train_seconds"], state.get("cpu_seconds", 0.0)
     while not state["finished"] and state["epoch"] < config.epochs:
         epoch = state["epoch"] + 1
         optimizer.zero_grad(set_to_none=True)
@@ -288,6 +289,7 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
         if last:
             state["finished"] = True
         state["train_seconds"] = t_before + time.perf_counter() - t_start
+        state["cpu_seconds"] = c_before + time.process_time() - c_start
         if progress is not None:
             progress(row)
         if state["finished"] or epoch % config.checkpoint_every == 0:
@@ -307,6 +309,7 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
         history=list(state["history"]),
         seconds=seconds,
         seconds_per_epoch=seconds / max(int(state["epoch"]), 1),
+        cpu_seconds=float(state.get("cpu_seconds", 0.0)),
         best_state=copy.copy(state["best_state"]),
         reference_best_test=copy.deepcopy(state["reference_best_test"]),
         resumed_from=resumed_from,
