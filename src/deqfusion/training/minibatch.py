@@ -160,8 +160,8 @@ def split_size(split: Split, name: str = "split") -> int:
 
 
 def iterate_batches(split: Split, batch_size: int, order: Tensor | None = None, drop_last: bool = False):
-    """Yield batches (dicts) of ``split`` in ``order`` (an index tensor) or in storage order."""
-    n = split_size(split)
+    """Yield batches (dicts) of ``split`` in ``order`` (an index tensor, possibly a subset) or in storage order."""
+    n = split_size(split) if order is None else order.numel()
     stop = n - n % batch_size if drop_last and n >= batch_size else n
     for lo in range(0, stop, batch_size):
         if order is None:
