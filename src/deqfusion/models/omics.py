@@ -85,12 +85,18 @@ class OmicsClassifier(nn.Module):
         feature_norm: ``"none"`` (the reference: the fusion gets ``h_v * confidence_v``) or ``"layer"``
             (``LayerNorm(h_v) * confidence_v``: the same per-sample confidence weighting, on features of unit
             scale; the DEQ's injections are otherwise tiny next to its GroupNorm-ed states).
+        modality_dropout: in training, hide each modality of each sample from the fusion with this probability
+            (random modality drop-out, for robustness to missing modalities; a sample always keeps at least one).
+            The per-modality heads and loss terms still see the modality.
     """
 
     def __init__(self, in_dims: Sequence[int], num_classes: int, hidden: int = 500, fusion: str = "deq",
                  fusion_options: Mapping | None = None, dropout: float = 0.5,
-                 names: Sequence[str] | None = None, feature_norm: str = "none"):
+                 names: Sequence[str] | None = None, feature_norm: str = "none", modality_dropout: float = 0.0):
         super().__init__()
+        if not 0.0 <= modality_dropout < 1.0:
+            raise ValueError(f"modality_dropout must lie in [0, 1), got {modality_dropout}")
+        self.modality_dropout = float(modality_dropout)
         if feature_norm not in ("none", "layer"):
             raise ValueError(f"feature_norm must be 'none' or 'layer', got {feature_norm!r}")
         in_dims = [int(d) for d in in_dims]
@@ -118,11 +124,19 @@ class OmicsClassifier(nn.Module):
         self.fusion = build_fusion(self.fusion_name, in_dims=[hidden] * len(in_dims), out_dim=hidden,
                                    names=names, **self.fusion_options)
 
-    def forward(self, xs: Sequence[Tensor]) -> OmicsOutput:
+    def forward(self, xs: Sequence[Tensor | None], mask: Tensor | None = None) -> OmicsOutput:
+        """``xs``: one ``(B, d_v)`` tensor per modality, ``None`` for a modality absent from the whole batch;
+        ``mask``: optional ``(B, V)`` bool presence per sample. Absent modalities pass no encoder and give no
+        per-modality outputs (``None`` in :class:`OmicsOutput`); the fusion leaves them out (DEQ) or imputes
+        zeros (baselines)."""
         if len(xs) != len(self.in_dims):
             raise ValueError(f"expected {len(self.in_dims)} modalities, got {len(xs)}")
         feats, logits_v, confs, fis = [], [], [], []
         for v, x in enumerate(xs):
+            if x is None:
+                for lst in (feats, logits_v, confs, fis):
+                    lst.append(None)
+                continue
             if x.dim() != 2 or x.shape[1] != self.in_dims[v]:
                 raise ValueError(
                     f"modality {v} should have shape (B, {self.in_dims[v]}), got {tuple(x.shape)}"
@@ -135,8 +149,20 @@ class OmicsClassifier(nn.Module):
             logits_v.append(logit)
             confs.append(conf)
             fis.append(fi)
-        fused, info = self.fusion(feats)
+        if self.training and self.modality_dropout > 0:
+            mask = self._drop_modalities(feats, mask)
+        fused, info = self.fusion(feats, mask=mask)
         return OmicsOutput(self.classifier(fused), logits_v, confs, fis, info)
+
+
+    def _drop_modalities(self, feats: list[Tensor | None], mask: Tensor | None) -> Tensor:
+        ref = next(f for f in feats if f is not None)
+        present = torch.tensor([f is not None for f in feats], device=ref.device).expand(ref.shape[0], -1)
+        if mask is not None:
+            present = present & mask.to(device=ref.device, dtype=torch.bool)
+        kept = present & (torch.rand(present.shape, device=ref.device) >= self.modality_dropout)
+        empty = ~kept.any(1)
+        return torch.where(empty[:, None], present, kept)
 
 
 def omics_loss(out: OmicsOutput, y: Tensor, lambda_jac: float = 20.0,
@@ -153,6 +179,8 @@ def omics_loss(out: OmicsOutput, y: Tensor, lambda_jac: float = 20.0,
     loss = ce
     conf_total = out.logits.new_zeros(())
     for fi, logit, conf in zip(out.feature_info, out.modality_logits, out.confidences, strict=True):
+        if logit is None:  # a modality absent from the batch has no loss terms
+            continue
         loss = growth * loss + fi.mean()
         p_true = torch.softmax(logit, dim=1).gather(1, y.unsqueeze(1)).squeeze(1)
         conf_loss = F.mse_loss(conf.squeeze(1), p_true) + F.cross_entropy(logit, y)
