@@ -174,3 +174,61 @@ def test_minibatch_trainer_skips_divergent_batches_and_reports_them(tmp_path):
     assert result["guard"]["skipped"] == 2 and result["guard"]["events"]["nonfinite_loss"] == 2
     assert result["history"][0]["train_loss"] == pytest.approx(result["history"][0]["train_loss"])  # finite
     assert _finite(model)
+
+
+def _omics_fit(config, loss_hook=None, scale_at=None, box=None):
+    from deqfusion.metrics.classification import classification_metrics
+    from deqfusion.models.omics import OmicsClassifier, omics_loss
+    from deqfusion.training.fullbatch import fit
+
+    seed_everything(0)
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.rand(30, 7, generator=g), torch.rand(30, 5, generator=g)]
+    y = torch.arange(30) % 3
+    model = OmicsClassifier([7, 5], 3, hidden=8, fusion="deq", fusion_options={"f_max_iter": 15})
+    if box is not None:
+        box.append(model)
+    calls = []
+
+    def loss_fn(out, yy):
+        total, parts = omics_loss(out, yy, lambda_jac=1.0)
+        if model.training:
+            calls.append(1)
+            if loss_hook is not None:
+                total = loss_hook(len(calls), total)
+        return total, parts
+
+    def progress(row):
+        if scale_at is not None and row["epoch"] == scale_at:
+            with torch.no_grad():
+                model.fusion.fusion.gate_weight.mul_(1e20)
+
+    res = fit(model, xs, y, xs, y, config, loss_fn, lambda o: o.probs(),
+              lambda yy, p: classification_metrics(yy, p, 3), progress=progress)
+    return model, res
+
+
+def test_fullbatch_skips_a_divergent_epoch_and_counts_it():
+    from deqfusion.training.fullbatch import FullBatchConfig
+
+    cfg = FullBatchConfig(epochs=6, lr=1e-3, eval_every=2)
+    model, res = _omics_fit(cfg, loss_hook=lambda k, t: t * float("nan") if k == 3 else t)
+    assert res.guard["skipped"] == 1 and res.guard["events"]["nonfinite_loss"] == 1 and res.epochs_run == 6
+    assert _finite(model)
+
+
+def test_fullbatch_weight_scaled_up_is_caught_and_training_stops_with_finite_weights():
+    from deqfusion.training.fullbatch import FullBatchConfig
+
+    cfg = FullBatchConfig(epochs=20, lr=1e-3, eval_every=50, guard_max_consecutive=3)
+    seen = {}
+
+    def hook(k, total):
+        seen["last"] = k
+        return total
+
+    box = []
+    with pytest.raises(TrainingDiverged, match="3 training steps in a row"):
+        _omics_fit(cfg, loss_hook=hook, scale_at=2, box=box)  # from epoch 3 on the forward solve overflows
+    assert seen["last"] == 5  # epochs 3, 4, 5 were skipped, then training stopped
+    assert _finite(box[0])  # never stepped on the diverged epochs

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from ..errors import UserError
 from .checkpoint import load_checkpoint, save_checkpoint
+from .guard import DivergenceGuard, GuardConfig
 from .seed import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ class FullBatchConfig:
         tie_break: a second score that breaks exact ties of ``select`` (same direction rules), or None.
         reference_protocol: also score the test set at every evaluation and record the best (labelled).
         checkpoint_every: write a checkpoint every this many epochs (and at the end) when a path is given.
+        guard, guard_max_residual, guard_max_consecutive: the divergence guard's policy (``"skip"``,
+            ``"phantom"``, ``"raise"``, or None for no guard), residual bound and limit of skipped epochs in a row
+            (see :mod:`deqfusion.training.guard`); events are counted in ``FitResult.guard``.
     """
 
     epochs: int = 1000
@@ -73,6 +77,9 @@ class FullBatchConfig:
     tie_break: str | None = None
     reference_protocol: bool = False
     checkpoint_every: int = 100
+    guard: str | None = "skip"
+    guard_max_residual: float | None = None
+    guard_max_consecutive: int = 25
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -101,6 +108,7 @@ class FitResult:
     best_state: dict = field(repr=False, default_factory=dict)
     reference_best_test: dict | None = None
     resumed_from: int | None = None
+    guard: dict | None = None
 
     def summary(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if k not in ("best_state", "history")}
@@ -207,6 +215,8 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
     x_fit, x_val = list(x_fit), list(x_val)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
+    guard = None if config.guard is None else DivergenceGuard(
+        model, GuardConfig(config.guard, config.guard_max_residual, config.guard_max_consecutive))
 
     state = {
         "epoch": 0, "best_epoch": 0, "best_score": None, "best_tie": None, "best_val": {}, "best_state": None,
@@ -224,6 +234,8 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
         scheduler.load_state_dict(saved["scheduler"])
         set_rng_state(saved["rng"])
         state = saved["trainer"]
+        if guard is not None and "guard" in state:
+            guard.load_state_dict(state["guard"])
         resumed_from = int(state["epoch"])
         log.info("resumed from %s at epoch %d", ckpt, resumed_from)
 
@@ -263,18 +275,30 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
     t_before, c_before = state["train_seconds"], state.get("cpu_seconds", 0.0)
     while not state["finished"] and state["epoch"] < config.epochs:
         epoch = state["epoch"] + 1
-        optimizer.zero_grad(set_to_none=True)
-        out = model(x_fit)
-        loss, parts = loss_fn(out, y_fit)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch}")
-        loss.backward()
-        if config.clip_norm is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-        optimizer.step()
+        if guard is None:
+            optimizer.zero_grad(set_to_none=True)
+            out = model(x_fit)
+            loss, parts = loss_fn(out, y_fit)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch}")
+            loss.backward()
+            if config.clip_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+            optimizer.step()
+        else:  # the same step, skipped (or retried with a phantom gradient) when it diverged
+            def closure():
+                o = model(x_fit)
+                total, p = loss_fn(o, y_fit)
+                return total, (o, p)
+
+            report = guard.step(closure, optimizer, clip_norm=config.clip_norm, where=f"epoch {epoch}")
+            out, parts = report.output
+            state["guard"] = guard.state_dict()
         scheduler.step()
         state["epoch"] = epoch
         row = {"epoch": epoch, **parts, "lr": optimizer.param_groups[0]["lr"]}
+        if guard is not None and report.action != "step":
+            row["guard"] = report.action
         info = getattr(out, "info", None)
         if info is not None and getattr(info, "forward", None) is not None:
             row["solver_steps"] = int(info.forward.nstep)
@@ -313,4 +337,5 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
         best_state=copy.copy(state["best_state"]),
         reference_best_test=copy.deepcopy(state["reference_best_test"]),
         resumed_from=resumed_from,
+        guard=guard.summary() if guard is not None else None,
     )
