@@ -392,7 +392,11 @@ def resolve_data_dir(name: str, data_dir: str | Path | None = None, *, download_
         source = f"{MOGONET_URL}/{spec.remote_folder}"
     checksums = known_checksums(spec)
     log.info("fetching %s from %s into %s", spec.name, source, cached)
-    download.fetch_files(source, dataset_files(spec.num_modalities), cached, checksums)
+    try:
+        download.fetch_files(source, dataset_files(spec.num_modalities), cached, checksums)
+    except DataError as exc:
+        raise DataError(f"{exc} (to use a local copy, pass --data-dir DIR or set DEQFUSION_DATA_DIR to the "
+                        "folder holding rosmap/, brca/, ...)") from None
     if checksums is None:
         digests = {f: download.sha256_file(cached / f) for f in dataset_files(spec.num_modalities)}
         log.info("no recorded hashes for %s; fetched files have SHA-256 %s (shapes are checked instead)",
