@@ -10,10 +10,14 @@ of every batch. Results go to a JSON file and a markdown table on stdout.
     python benchmarks/mmimdb_epoch.py --out benchmarks/results/mmimdb_epoch_cpu.json
     python benchmarks/mmimdb_epoch.py --device cuda --out mmimdb_epoch_cuda.json
 
-``--max-seconds S`` stops a method's epoch after S seconds and extrapolates its epoch time from the batches
-done (marked ``extrapolated`` in the JSON and the table). The target of the issue: DEQ fusion with the phantom
-gradient should cost no more than 3x late fusion (``concat``) per epoch; the exact (implicit) gradient is
-timed beside it.
+Wall time is what counts on a dedicated machine; the process CPU time (all threads) is reported beside it,
+since on a shared, overloaded CPU the wall time of a run depends on what else runs. ``--file`` reuses a file
+(``--keep-file PATH`` writes the generated one there). ``--interleave ROUNDS`` times all methods in one
+process instead, one batch each in turn with the same batch indices (fair ratios under a drifting background
+load; no per-method memory). ``--max-seconds S`` stops a method's epoch after S seconds and extrapolates its
+epoch time from the batches done (marked ``extrapolated`` in the JSON and the table). The target of the issue:
+DEQ fusion with the phantom gradient should cost no more than 3x late fusion (``concat``) per epoch; the exact
+(implicit) gradient is timed beside it.
 """
 
 from __future__ import annotations
@@ -72,28 +76,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_method(spec: str, data: Path, device: str, batch_size: int, warmup: int, max_seconds: float | None,
-                lambda_jac: float, seed: int) -> dict:
-    """One method's epoch (runs in the worker process)."""
+def _setup(spec: str, train: dict, dev: torch.device, lambda_jac: float, seed: int):
+    """Model, optimiser and a one-batch training function of the ``deqfusion mmimdb`` harness."""
     from deqfusion.commands.mmimdb import parse_fusion_spec
-    from deqfusion.data.mmimdb import load_split
     from deqfusion.models.mmimdb import EARLY, build_mmimdb_model, mmimdb_fusion_options, mmimdb_step_fn
     from deqfusion.training.minibatch import param_groups
     from deqfusion.training.seed import seed_everything
 
-    dev = torch.device(device)
     label, name, options = parse_fusion_spec(spec)
     seed_everything(seed, deterministic=False)
-    train = load_split(data, "train").tensors(dev)
-    n = train["labels"].shape[0]
     options = mmimdb_fusion_options(name, options)
     model = build_mmimdb_model(name, fusion_options=options).to(dev)
     groups = param_groups(model, 1e-3, 1e-2, {"fusion": 1e-4} if name != EARLY else {})
     opt = torch.optim.AdamW(groups, lr=1e-3, weight_decay=1e-2)
     step = mmimdb_step_fn(lambda_jac)
     model.train()
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
 
     def one(idx):
         out = step(model, {k: v[idx] for k, v in train.items()}, True)
@@ -102,6 +99,62 @@ def time_method(spec: str, data: Path, device: str, batch_size: int, warmup: int
         opt.step()
         return out
 
+    info = {"method": label, "fusion": name, "options": options,
+            "n_params": sum(p.numel() for p in model.parameters())}
+    return one, info
+
+
+def time_interleaved(specs: list[str], data: Path, device: str, batch_size: int, rounds: int, lambda_jac: float,
+                     seed: int) -> list[dict]:
+    """All methods in one process, one batch each in turn for ``rounds`` rounds (the same batch indices for
+    every method): on a shared machine every method then meets the same background load, so the ratios hold
+    even where the absolute times drift."""
+    from deqfusion.data.mmimdb import load_split
+
+    dev = torch.device(device)
+    train = load_split(data, "train").tensors(dev)
+    n = train["labels"].shape[0]
+    runs = [_setup(spec, train, dev, lambda_jac, seed) for spec in specs]
+    g = torch.Generator().manual_seed(seed)
+    wall = [0.0] * len(runs)
+    cpu = [0.0] * len(runs)
+    steps: list[list[float]] = [[] for _ in runs]
+    for r in range(rounds + 1):  # round 0 is an untimed warm-up
+        idx = torch.randperm(n, generator=g)[:batch_size].to(dev)
+        for i, (one, _) in enumerate(runs):
+            _sync(dev)
+            t0, c0 = time.perf_counter(), time.process_time()
+            out = one(idx)
+            _sync(dev)
+            if r > 0:
+                wall[i] += time.perf_counter() - t0
+                cpu[i] += time.process_time() - c0
+                if "fwd_steps" in out.logs:
+                    steps[i].append(float(out.logs["fwd_steps"]))
+    n_batches = (n + batch_size - 1) // batch_size
+    rows = []
+    for i, (_, info) in enumerate(runs):
+        per_batch = wall[i] / rounds
+        rows.append({**info, "mode": "interleaved", "rounds": rounds, "batch_size": batch_size, "train_rows": n,
+                     "samples_per_s": batch_size / per_batch, "epoch_seconds": per_batch * n_batches,
+                     "epoch_cpu_seconds": cpu[i] / rounds * n_batches, "extrapolated": True,
+                     "mean_forward_steps": float(np.mean(steps[i])) if steps[i] else None,
+                     "peak_memory_mb": None})
+    return rows
+
+
+def time_method(spec: str, data: Path, device: str, batch_size: int, warmup: int, max_seconds: float | None,
+                lambda_jac: float, seed: int) -> dict:
+    """One method's epoch (runs in the worker process)."""
+    from deqfusion.data.mmimdb import load_split
+
+    dev = torch.device(device)
+    train = load_split(data, "train").tensors(dev)
+    n = train["labels"].shape[0]
+    one, info = _setup(spec, train, dev, lambda_jac, seed)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
     g = torch.Generator().manual_seed(seed)
     for _ in range(warmup):
         one(torch.randperm(n, generator=g)[:batch_size].to(dev))
@@ -109,7 +162,7 @@ def time_method(spec: str, data: Path, device: str, batch_size: int, warmup: int
     n_batches = (n + batch_size - 1) // batch_size
     fwd_steps, done_samples, done_batches = [], 0, 0
     _sync(dev)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for b in range(n_batches):
         idx = order[b * batch_size : (b + 1) * batch_size]
         out = one(idx)
@@ -120,12 +173,11 @@ def time_method(spec: str, data: Path, device: str, batch_size: int, warmup: int
         if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
             break
     _sync(dev)
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     peak, kind = _peak_memory_mb(dev)
     return {
-        "method": label,
-        "fusion": name,
-        "options": options,
+        **info,
+        "mode": "separate",
         "train_rows": n,
         "batch_size": batch_size,
         "batches_timed": done_batches,
@@ -134,9 +186,10 @@ def time_method(spec: str, data: Path, device: str, batch_size: int, warmup: int
         "timed_seconds": seconds,
         "samples_per_s": done_samples / seconds,
         "epoch_seconds": seconds * n / done_samples,
+        "cpu_seconds": cpu_seconds,
+        "epoch_cpu_seconds": cpu_seconds * n / done_samples,
         "peak_memory_mb": peak,
         "memory_kind": kind,
-        "n_params": sum(p.numel() for p in model.parameters()),
         "mean_forward_steps": float(np.mean(fwd_steps)) if fwd_steps else None,
         "final_loss": float(out.loss.detach()),
     }
@@ -147,11 +200,14 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, help="fusion specs as in deqfusion mmimdb")
     p.add_argument("--file", type=Path, default=None,
                    help="an MM-IMDB-layout file to time on (default: generate one in a temporary folder)")
+    p.add_argument("--keep-file", type=Path, default=None, help="write the generated file here and keep it")
     p.add_argument("--rows", type=int, default=25959, help="rows of the generated file (25959: 15552 train)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--warmup-batches", type=int, default=1)
     p.add_argument("--max-seconds", type=float, default=None, help="stop each epoch after this and extrapolate")
+    p.add_argument("--interleave", type=int, default=None, metavar="ROUNDS",
+                   help="time all methods in one process, one batch each in turn, for ROUNDS rounds")
     p.add_argument("--lambda-jac", type=float, default=0.1)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per worker")
     p.add_argument("--seed", type=int, default=0)
@@ -172,10 +228,13 @@ def main(argv=None) -> int:
         data = args.file
         if data is None:
             t0 = time.perf_counter()
-            data = generate_file(Path(tmp) / "mmimdb_generated.hdf5", args.rows, seed=args.seed)
+            data = generate_file(args.keep_file or Path(tmp) / "mmimdb_generated.hdf5", args.rows, seed=args.seed)
             print(f"generated {data} ({args.rows} rows) in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
         rows = []
-        for spec in args.methods:
+        if args.interleave:
+            rows = time_interleaved(args.methods, data, args.device, args.batch_size, args.interleave,
+                                    args.lambda_jac, args.seed)
+        for spec in args.methods if not args.interleave else []:
             res_path = Path(tmp) / "worker.json"
             cmd = [sys.executable, __file__, "--worker", spec, "--worker-out", str(res_path), "--file", str(data),
                    "--device", args.device, "--batch-size", str(args.batch_size), "--warmup-batches",
@@ -199,9 +258,11 @@ def main(argv=None) -> int:
     for r in rows:
         if late is not None and "error" not in r:
             r["epoch_time_vs_late_fusion"] = r["epoch_seconds"] / late["epoch_seconds"]
+            r["epoch_cpu_time_vs_late_fusion"] = r["epoch_cpu_seconds"] / late["epoch_cpu_seconds"]
     device_name = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
                    else f"CPU, {torch.get_num_threads() if not args.threads else args.threads} torch threads")
-    report = {"device": args.device, "device_name": device_name, "torch": torch.__version__,
+    report = {"device": args.device, "device_name": device_name, "load_average": os.getloadavg(),
+              "mode": "interleaved" if args.interleave else "separate", "torch": torch.__version__,
               "rows": args.rows, "batch_size": args.batch_size, "results": rows,
               "target": "DEQ (phantom gradient) epoch time <= 3x late fusion (concat)"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -210,23 +271,33 @@ def main(argv=None) -> int:
     return 0
 
 
+def _fmt(x) -> str:
+    return "" if x is None else f"{x:.2f}"
+
+
 def markdown(report: dict) -> str:
-    lines = [f"Device: {report['device_name']}; batch {report['batch_size']}; one epoch over the 15,552 "
-             "training rows.", "",
-             "| method | samples/s | epoch s | x late fusion | peak MB | params | mean fwd steps |",
-             "|---|---|---|---|---|---|---|"]
+    rows = next((r["train_rows"] for r in report["results"] if "train_rows" in r), "?")
+    lines = [f"Device: {report['device_name']}; batch {report['batch_size']}; one epoch over {rows} "
+             f"training rows; {report['mode']} timing.", "",
+             "| method | samples/s | epoch s | x late fusion | epoch CPU s | x late fusion (CPU) | peak MB | "
+             "params | mean fwd steps |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in report["results"]:
         if "error" in r:
-            lines.append(f"| {r['method']} | {r['error']} | | | | | |")
+            lines.append(f"| {r['method']} | {r['error']} | | | | | | | |")
             continue
         ext = "*" if r["extrapolated"] else ""
         steps = f"{r['mean_forward_steps']:.1f}" if r["mean_forward_steps"] is not None else ""
         ratio = r.get("epoch_time_vs_late_fusion")
+        cpu_ratio = r.get("epoch_cpu_time_vs_late_fusion")
+        peak = "" if r["peak_memory_mb"] is None else f"{r['peak_memory_mb']:.0f}"
         lines.append(f"| {r['method']} | {r['samples_per_s']:.0f}{ext} | {r['epoch_seconds']:.1f}{ext} | "
-                     f"{ratio:.2f} | {r['peak_memory_mb']:.0f} | {r['n_params']:,} | {steps} |")
-    if any(r.get("extrapolated") for r in report["results"]):
-        lines.append("")
-        lines.append("\\* extrapolated from the batches timed within --max-seconds.")
+                     f"{_fmt(ratio)} | {r['epoch_cpu_seconds']:.1f}{ext} | {_fmt(cpu_ratio)} | "
+                     f"{peak} | {r['n_params']:,} | {steps} |")
+    if report["mode"] == "interleaved":
+        lines += ["", "\\* epoch time extrapolated from interleaved batches (one process; no per-method memory)."]
+    elif any(r.get("extrapolated") for r in report["results"]):
+        lines += ["", "\\* extrapolated from the batches timed within --max-seconds."]
     return "\n".join(lines)
 
 
