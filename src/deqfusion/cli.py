@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "deqfusion.commands.omics",
     "deqfusion.commands.bench",
     "deqfusion.commands.plot",
+    "deqfusion.commands.missing",
     "deqfusion.commands.ablate",
 ]
 
