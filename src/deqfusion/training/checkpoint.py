@@ -11,11 +11,15 @@ from typing import Any
 
 import torch
 
+from ..errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, corrupt, or holds something other than tensors and plain data."""
+class CheckpointError(UserError, RuntimeError):
+    """A checkpoint is missing, corrupt, or holds something other than tensors and plain data.
+
+    A :class:`~deqfusion.errors.UserError`, so that every command reports it as one line (exit status 2)."""
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
