@@ -191,7 +191,8 @@ def _n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def run_one(config: dict, spec: dict, seed: int, splits: dict, out: Path, resume: bool, progress: bool) -> dict:
+def run_one(config: dict, spec: dict, seed: int, splits: dict, out: Path, resume: bool, progress: bool,
+            main: bool = True) -> dict:
     """Train, select and test one (fusion, seed); returns the run's row for the results table."""
     seed_everything(seed)
     try:
@@ -220,7 +221,8 @@ def run_one(config: dict, spec: dict, seed: int, splits: dict, out: Path, resume
         raise UserError(f"{spec['label']} seed {seed}: {exc}") from exc
     result = {"fusion": spec["label"], "seed": seed, "n_params": _n_params(model),
               "n_fusion_params": _n_params(model.fusion) if has_fusion else 0, **result}
-    write_json(run_dir / "result.json", result)
+    if main:  # under torchrun only rank 0 writes
+        write_json(run_dir / "result.json", result)
     row = {"fusion": spec["label"], "seed": seed}
     row.update({f"test_{k}": result["test"][k] for k in METRICS})
     row.update({f"valid_{k}": result["valid"][k] for k in METRICS})
@@ -232,11 +234,26 @@ def run_one(config: dict, spec: dict, seed: int, splits: dict, out: Path, resume
 
 
 def run(args: argparse.Namespace) -> int:
+    """Under ``torchrun --nproc_per_node=N`` each run trains with distributed data parallel (``--batch-size`` is
+    the global batch); only rank 0 writes files."""
+    from ..training import distributed as ddp
+
+    args.device = ddp.setup_from_env(args.device)
+    try:
+        return _run(args, ddp.is_main())
+    finally:
+        ddp.cleanup()
+
+
+def _run(args: argparse.Namespace, main: bool) -> int:
+    from ..training import distributed as ddp
+
     config = resolve_config(args)
     out = Path(args.out)
     _check_out_dir(out, config, args.resume)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", config)
+    ddp.barrier()  # every process has checked the folder before rank 0 writes into it
+    if main:
+        write_json(out / "config.json", config)
 
     t0 = time.perf_counter()
     data = load_splits(args.data, _parse_split(args.split))
@@ -249,7 +266,9 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for spec in config["fusions"]:
         for seed in config["seeds"]:
-            rows.append(run_one(config, spec, seed, splits, out, args.resume, args.progress))
+            rows.append(run_one(config, spec, seed, splits, out, args.resume, args.progress, main))
+    if not main:
+        return 0
 
     keys = [f"test_{k}" for k in METRICS] + ["train_samples_per_s", "peak_memory_mb", "best_epoch"]
     summary = {spec["label"]: summarize([r for r in rows if r["fusion"] == spec["label"]], keys)
