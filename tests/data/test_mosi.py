@@ -21,6 +21,7 @@ def test_real_features_counts_labels_alignment(real, shared_data_dir):
     # standard split 1284 / 229 / 686; two dev and two test utterances have no continuous label
     assert real.counts() == {"train": 1284, "dev": 227, "test": 684}
     assert real.dropped == {"train": 0, "dev": 2, "test": 2}
+    assert real.dropped_by_source == {"train": 4, "test": 0}  # all four are in bc-LSTM's train split
     assert real.dims == {"text": 100, "audio": 73, "video": 100}
     for sp in real.splits.values():
         assert sp.labels.min() >= -3 and sp.labels.max() <= 3
@@ -404,6 +405,7 @@ def test_leak_free_resplit_on_real_files(real):
     # every labelled utterance once; the test split is the whole bc-LSTM test split (752, all labelled)
     assert sum(counts.values()) == sum(real.counts().values()) == 2195
     assert counts["test"] == 752
+    assert d.dropped == {"train": 4, "dev": 0, "test": 0}
     assert set(d.splits["test"].source) == {"test"}
     assert set(d.splits["train"].source) == set(d.splits["dev"].source) == {"train"}
     video = lambda sp: {u.rsplit("_", 1)[0] for u in sp.ids}  # noqa: E731

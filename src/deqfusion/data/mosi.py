@@ -96,6 +96,7 @@ class MosiFeatureData:
         splits: ``"train"``, ``"dev"``, ``"test"`` -> :class:`MosiSplit`.
         dims: modality -> feature dimension.
         dropped: split -> number of utterances dropped because they have no continuous label.
+        dropped_by_source: the same count by bc-LSTM split (``"train"``/``"test"``) of the dropped utterances.
         root: the folder the files were read from.
         standardization: per-modality ``(mean, std)`` fitted on train when :func:`standardize` was applied.
     """
@@ -105,6 +106,7 @@ class MosiFeatureData:
     dropped: dict[str, int]
     root: Path
     standardization: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    dropped_by_source: dict[str, int] = field(default_factory=dict)
 
     @property
     def modalities(self) -> list[str]:
@@ -118,6 +120,7 @@ class MosiFeatureData:
             "root": str(self.root),
             "counts": self.counts(),
             "dropped_no_continuous_label": dict(self.dropped),
+            "dropped_by_bclstm_split": dict(self.dropped_by_source),
             "dims": dict(self.dims),
             "standardized": sorted(self.standardization),
         }
@@ -255,6 +258,7 @@ def load_mosi_features(path: str | Path, modalities: Sequence[str] = MODALITIES)
     used: dict[tuple[str, int], int] = {}
     picked: dict[str, list[tuple[str, int, float, str]]] = {s: [] for s in SPLITS}
     dropped = {s: 0 for s in SPLITS}
+    dropped_src = {b: 0 for b in _BCLSTM_SPLITS}
     for r in rows:
         line = r["_line"]
         split = r["cmbert_split"].strip()
@@ -304,6 +308,7 @@ def load_mosi_features(path: str | Path, modalities: Sequence[str] = MODALITIES)
         raw = r["label_cont"].strip()
         if raw == "":
             dropped[split] += 1
+            dropped_src[bsplit] += 1
             continue
         try:
             label = float(raw)
@@ -328,7 +333,7 @@ def load_mosi_features(path: str | Path, modalities: Sequence[str] = MODALITIES)
             log.warning("%s: the %s split has %d utterances, the standard split has %d",
                         index_path, s, total, STANDARD_SIZES[s])
     dims = {m: int(feats[(m, "dim")].shape[1]) for m in modalities}
-    data = MosiFeatureData(splits=splits, dims=dims, dropped=dropped, root=root)
+    data = MosiFeatureData(splits=splits, dims=dims, dropped=dropped, root=root, dropped_by_source=dropped_src)
     log.info("MOSI features from %s: %s (dropped without continuous label: %s)", root, data.counts(), dropped)
     return data
 
@@ -364,7 +369,8 @@ def standardize(data: MosiFeatureData, eps: float = 1e-6) -> MosiFeatureData:
             m: ((sp.features[m] - stats[m][0]) / stats[m][1]).astype(np.float32) for m in data.modalities
         }
         splits[s] = MosiSplit(feats, sp.labels, list(sp.ids), sp.source)
-    return MosiFeatureData(splits, dict(data.dims), dict(data.dropped), data.root, stats)
+    return MosiFeatureData(splits, dict(data.dims), dict(data.dropped), data.root, stats,
+                           dict(data.dropped_by_source))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -551,7 +557,8 @@ def resplit_by_source(data: MosiFeatureData, dev_fraction: float = 0.15, seed: i
     features come from the bc-LSTM train split is used for training or selection, and the test split is
     exactly the bc-LSTM test split (different speakers, features never fitted to them). The dev part is a
     ``dev_fraction`` of the training *videos* (speakers), chosen with ``seed`` (the same for every training
-    seed), so selection is speaker-independent too. Continuous labels are kept; ``dropped`` is carried over.
+    seed), so selection is speaker-independent too. Continuous labels are kept; ``dropped`` counts the
+    utterances without one by new split (``"train"`` covers train and dev, whose videos are chosen later).
     """
     if not 0 < dev_fraction < 1:
         raise ValueError(f"dev_fraction must lie in (0, 1), got {dev_fraction}")
@@ -571,4 +578,6 @@ def resplit_by_source(data: MosiFeatureData, dev_fraction: float = 0.15, seed: i
     masks = {"train": (source == "train") & ~in_dev, "dev": in_dev, "test": source == "test"}
     whole = MosiSplit(feats, labels, ids, source.tolist())
     splits = {s: whole.select_rows(k) for s, k in masks.items()}
-    return MosiFeatureData(splits, dict(data.dims), dict(data.dropped), data.root, dict(data.standardization))
+    by_src = dict(data.dropped_by_source)
+    dropped = {"train": by_src.get("train", 0), "dev": 0, "test": by_src.get("test", 0)}
+    return MosiFeatureData(splits, dict(data.dims), dropped, data.root, dict(data.standardization), by_src)
