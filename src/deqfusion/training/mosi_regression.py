@@ -51,7 +51,7 @@ def split_tensors(split: MosiSplit, modalities: Sequence[str]) -> dict[str, Tens
     return out
 
 
-def _logs(info, lambda_jac: float) -> dict:
+def _logs(info) -> dict:
     logs = {"jac_loss": info.jac_loss.detach()}
     if info.forward is not None:
         logs["f_nstep"] = float(info.forward.nstep)
@@ -74,7 +74,7 @@ def feature_step_fn(modalities: Sequence[str], lambda_jac: float = 0.01, loss: s
         total = task(pred, y)
         if training and lambda_jac:
             total = total + lambda_jac * info.jac_loss
-        return StepOutput(total, pred.detach(), y, _logs(info, lambda_jac) if training else {})
+        return StepOutput(total, pred.detach(), y, _logs(info) if training else {})
 
     return step
 
@@ -91,7 +91,7 @@ def bert_step_fn(lambda_jac: float = 0.01, loss: str = "mse"):
         total = task(pred, y)
         if training and lambda_jac:
             total = total + lambda_jac * info.jac_loss
-        return StepOutput(total, pred.detach(), y, _logs(info, lambda_jac) if training else {})
+        return StepOutput(total, pred.detach(), y, _logs(info) if training else {})
 
     return step
 
