@@ -137,22 +137,28 @@ def load_omics_run(run: Path, cfg: dict, label: str | None, seed: int | None, da
         raise UserError(f"{run}: no fusion {label!r}; the run has {list(fusions)}")
     fusion = fusions[label]
     seed = _pick_seed(seed, cfg["seeds"])
-    ckpt = run / label / f"seed{seed}" / "checkpoint.pt"
+    # the model the test set was scored on: with --refit the one retrained on all training samples
+    refit = bool(cfg.get("refit")) and (run / label / f"seed{seed}" / "refit_checkpoint.pt").is_file()
+    ckpt = run / label / f"seed{seed}" / ("refit_checkpoint.pt" if refit else "checkpoint.pt")
     try:
         state = load_checkpoint(ckpt)
     except CheckpointError as exc:
         raise UserError(str(exc)) from None
-    best = (state.get("trainer") or {}).get("best_state")
+    best = (state.get("trainer") or {}).get("best_state") or (state.get("model") if refit else None)
     if best is None:
         raise UserError(f"{ckpt} holds no selected model (trainer.best_state)")
     folder = data_dir or cfg.get("data", {}).get("folder") or cfg.get("data_dir")
     data = load_dataset(cfg["dataset"], folder, cfg.get("modalities"), download_missing=False)
     if cfg.get("dev_holdout"):
         data = _dev_holdout(data, cfg["dev_holdout"])
-    fit_idx, _ = stratified_split(data.y_train, cfg["val_fraction"], seed)
-    scaled = data.minmax_scaled(fit_idx)
+    if refit:
+        scaled = data.minmax_scaled(torch.arange(data.y_train.numel()))
+    else:
+        fit_idx, _ = stratified_split(data.y_train, cfg["val_fraction"], seed)
+        scaled = data.minmax_scaled(fit_idx)
+    extra = {"feature_norm": cfg["feature_norm"]} if "feature_norm" in cfg else {}
     model = OmicsClassifier(data.in_dims, data.num_classes, hidden=cfg["hidden"], fusion=fusion["name"],
-                            fusion_options=fusion["options"], dropout=cfg["dropout"])
+                            fusion_options=fusion["options"], dropout=cfg["dropout"], **extra)
     model.load_state_dict(best)
     xs, mask = _capture_fusion_inputs(model, lambda: model(scaled.x_test))
     where = "dev holdout" if cfg.get("dev_holdout") else "test files"
