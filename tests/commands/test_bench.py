@@ -9,7 +9,7 @@ from deqfusion.errors import UserError
 
 
 def _argv(out, *extra):
-    return ["bench", "--batch", "4", "6", "--width", "8", "--modalities", "2", "--repeats", "1",
+    return ["bench", "--batch", "6", "--width", "8", "--modalities", "2", "--repeats", "1",
             "--fusions", "deq:f_max_iter=6,b_max_iter=6", "unrolled", "concat", "--solvers", "anderson", "broyden",
             "--b-modes", "implicit", "phantom", "--unrolled-steps", "1", "3", "--out", str(out), "--no-progress",
             *extra]
@@ -22,8 +22,8 @@ def test_bench_runs_end_to_end_and_writes_well_formed_outputs(tmp_path, capsys):
     assert "| deq broyden/phantom,f_max_iter=6,b_max_iter=6 | train |" in printed
     res = json.loads((out / "results.json").read_text())
     rows = res["results"]
-    # 2 batches x (4 deq + 2 unrolled + concat) x 2 modes
-    assert len(rows) == 2 * 7 * 2
+    # (4 deq + 2 unrolled + concat) x 2 modes
+    assert len(rows) == 7 * 2
     assert not any(r.get("error") for r in rows)
     assert res["environment"]["load_average_before"] is not None
     for r in rows:
