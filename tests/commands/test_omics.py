@@ -97,3 +97,22 @@ def test_parse_fusion_spec():
     assert parse_fusion_spec("deq:unimodal=false")[2] == {"unimodal": False}
     with pytest.raises(UserError):
         parse_fusion_spec(":a=1")
+
+
+def test_refit_trains_on_all_training_files_for_the_selected_epochs(shared_data_dir, tmp_path):
+    out = tmp_path / "refit"
+    assert _run(shared_data_dir, out, "--fusion", "concat", "--refit", "--dev-holdout", "0.25") == 0
+    res = json.loads((out / "concat" / "seed0" / "result.json").read_text())
+    assert res["refit"]["epochs"] == res["best_epoch"] and res["refit"]["n_train"] == 245 - 62
+    assert "refit" in res["protocol"] and res["fingerprint"]["refit"] is True
+    for part in ("test", "test_selected"):
+        assert 0.0 <= res[part]["acc"] <= 1.0 and 0.0 <= res[part]["auc"] <= 1.0
+    # the selected model's scores equal those of the same run without --refit
+    plain = tmp_path / "plain"
+    assert _run(shared_data_dir, plain, "--fusion", "concat", "--dev-holdout", "0.25") == 0
+    assert json.loads((plain / "concat" / "seed0" / "result.json").read_text())["test"] == res["test_selected"]
+    row = next(csv.DictReader(open(out / "per_seed.csv")))
+    assert float(row["acc"]) == res["test"]["acc"] and float(row["sel_acc"]) == res["test_selected"]["acc"]
+    assert "Without refit" in (out / "summary.md").read_text()
+    # resuming the finished run trains nothing
+    assert _run(shared_data_dir, out, "--fusion", "concat", "--refit", "--dev-holdout", "0.25", "--resume") == 0

@@ -132,3 +132,27 @@ def test_config_checks():
         FullBatchConfig(patience=0)
     with pytest.raises(ValueError, match="selection key 'bogus'"):
         _train(FullBatchConfig(epochs=2, eval_every=1, select="bogus"))
+
+
+def test_without_validation_trains_a_fixed_number_of_epochs_and_keeps_the_last_model():
+    # the refit step: no validation part, no early stopping, the model after the last epoch
+    xs, y = _data()
+    seed_everything(0)
+    model = OmicsClassifier([6, 4], 2, hidden=8, fusion="concat")
+    cfg = FullBatchConfig(epochs=12, lr=1e-2, eval_every=5, patience=1, step_size=1000)
+    res = fit(model, xs, y, None, None, cfg, _loss, _probs, _metrics)
+    assert res.epochs_run == 12 and res.best_epoch == 12 and not res.stopped_early
+    assert [h["epoch"] for h in res.history] == [5, 10, 12]
+    assert all(not any(k.startswith("val_") for k in h) for h in res.history)
+    # the same training with one validation score at the last epoch ends with the same weights
+    seed_everything(0)
+    other = OmicsClassifier([6, 4], 2, hidden=8, fusion="concat")
+    fit(other, xs, y, xs, y, FullBatchConfig(epochs=12, lr=1e-2, eval_every=12, step_size=1000), _loss, _probs,
+        _metrics)
+    for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="both x_val and y_val"):
+        fit(model, xs, y, xs, None, cfg, _loss, _probs, _metrics)
+    with pytest.raises(ValueError, match="reference_protocol needs"):
+        fit(model, xs, y, None, None, FullBatchConfig(epochs=2, reference_protocol=True), _loss, _probs,
+            _metrics, x_test=xs, y_test=y)

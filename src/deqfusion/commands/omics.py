@@ -156,6 +156,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="validation score for selection: ce (cross-entropy, default), acc, auc, f1, ...",
     )
     g.add_argument(
+        "--refit",
+        action="store_true",
+        help="after selection on validation, retrain (same seed) on ALL training samples for the selected "
+        "number of epochs and score the test set once with that model; the selected model's test score is "
+        "kept too, as test_selected",
+    )
+    g.add_argument(
         "--reference-settings",
         action="store_true",
         help="the reference's schedule: lr 1e-4, StepLR(500, 0.2), 1000 epochs (rosmap) / 2500 "
@@ -264,7 +271,7 @@ def resolve_config(args) -> dict:
         select=args.select,
         reference_protocol=args.reference_protocol,
     )
-    return {
+    cfg = {
         "dataset": args.dataset,
         "data_dir": args.data_dir,
         "modalities": args.modalities,
@@ -280,6 +287,9 @@ def resolve_config(args) -> dict:
         "reference_settings": bool(args.reference_settings),
         "threads": args.threads,
     }
+    if args.refit:  # only when on, so that earlier runs' config.json still matches
+        cfg["refit"] = True
+    return cfg
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -335,6 +345,8 @@ def run_one(
         "val_fraction": cfg["val_fraction"],
         "dev_holdout": cfg["dev_holdout"],
     }
+    if cfg.get("refit"):  # only when on, so that earlier runs keep their fingerprint
+        fingerprint["refit"] = True
     if resume and result_path.is_file():
         import json
 
@@ -350,18 +362,7 @@ def run_one(
     x_fit = [x[fit_idx] for x in scaled.x_train]
     x_val = [x[val_idx] for x in scaled.x_train]
     y_fit, y_val = scaled.y_train[fit_idx], scaled.y_train[val_idx]
-    try:
-        model = OmicsClassifier(
-            data.in_dims,
-            data.num_classes,
-            hidden=cfg["hidden"],
-            fusion=fusion["name"],
-            fusion_options=fusion["options"],
-            dropout=cfg["dropout"],
-            feature_norm=cfg["feature_norm"],
-        )
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"cannot build fusion {fusion['label']!r}: {exc}") from exc
+    model = _build(data, fusion, cfg)
     train_cfg = FullBatchConfig(**cfg["train"])
     lam = cfg["lambda_jac"]
 
@@ -420,6 +421,11 @@ def run_one(
         model, scaled.x_test, scaled.y_test, loss_fn, probs_fn, metrics_fn
     )  # once, selected model
     test_seconds = time.perf_counter() - t0
+    refit = None
+    if cfg.get("refit"):
+        test_selected = test
+        refit, test = _refit(data, fusion, seed, cfg, res.best_epoch, loss_fn, probs_fn, metrics_fn, out_dir,
+                             resume, fingerprint)
     result = {
         "fusion": fusion["label"],
         "seed": seed,
@@ -440,6 +446,13 @@ def run_one(
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "fingerprint": fingerprint,
     }
+    if refit is not None:
+        result["protocol"] = (
+            "epochs selected on validation; refit on all training samples for that many epochs; test scored "
+            "once on the refit model (test_selected: the validation-selected model, also scored once)"
+        )
+        result["test_selected"] = test_selected
+        result["refit"] = refit
     if res.reference_best_test is not None:
         result["reference_protocol_best_test"] = {
             "note": "the reference's protocol: best TEST score over evaluations (test-selected, optimistic)",
@@ -448,6 +461,56 @@ def run_one(
     write_csv(out_dir / "history.csv", res.history)
     write_json(result_path, result)
     return result
+
+
+def _build(data: OmicsData, fusion: dict, cfg: dict) -> OmicsClassifier:
+    try:
+        return OmicsClassifier(
+            data.in_dims,
+            data.num_classes,
+            hidden=cfg["hidden"],
+            fusion=fusion["name"],
+            fusion_options=fusion["options"],
+            dropout=cfg["dropout"],
+            feature_norm=cfg["feature_norm"],
+        )
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"cannot build fusion {fusion['label']!r}: {exc}") from exc
+
+
+def _refit(data, fusion, seed, cfg, epochs, loss_fn, probs_fn, metrics_fn, out_dir, resume, fingerprint):
+    """Retrain from the same seed on every training sample (scaling fitted on them all) for ``epochs`` epochs
+    (chosen on validation before), no validation and no early stopping; score the test set once."""
+    seed_everything(seed)
+    scaled = data.minmax_scaled(torch.arange(data.y_train.numel()))
+    model = _build(data, fusion, cfg)
+    epochs = max(int(epochs), 1)
+    train_cfg = FullBatchConfig(
+        **dict(cfg["train"], epochs=epochs, patience=None, reference_protocol=False, min_epochs=0)
+    )
+    res = fit(
+        model,
+        scaled.x_train,
+        scaled.y_train,
+        None,
+        None,
+        train_cfg,
+        loss_fn,
+        probs_fn,
+        metrics_fn,
+        checkpoint_path=out_dir / "refit_checkpoint.pt",
+        resume=resume,
+        fingerprint=dict(fingerprint, refit_epochs=epochs),
+    )
+    test = evaluate(model, scaled.x_test, scaled.y_test, loss_fn, probs_fn, metrics_fn)
+    info = {
+        "epochs": epochs,
+        "n_train": int(scaled.y_train.numel()),
+        "seconds": res.seconds,
+        "cpu_seconds": res.cpu_seconds,
+        "final_loss": res.history[-1].get("loss") if res.history else None,
+    }
+    return info, test
 
 
 def _metric_keys(num_classes: int) -> list[str]:
@@ -502,6 +565,13 @@ def run(args) -> int:
             }
             if "solver_steps" in res["test"]:
                 row["solver_steps"] = res["test"]["solver_steps"]
+            if "refit" in res:  # seconds: selection run + refit
+                row.update({f"sel_{k}": res["test_selected"][k] for k in keys})
+                row["refit_epochs"] = res["refit"]["epochs"]
+                row["train_seconds"] = round(res["train_seconds"] + res["refit"]["seconds"], 2)
+                row["train_cpu_seconds"] = round(
+                    res.get("train_cpu_seconds", 0.0) + res["refit"]["cpu_seconds"], 2
+                )
             ref = res.get("reference_protocol_best_test")
             if ref is not None:
                 row.update({f"refbest_{k}": ref[k] for k in keys})
@@ -511,7 +581,8 @@ def run(args) -> int:
             per_seed,
             keys
             + ["train_seconds", "train_cpu_seconds", "epochs_run", "best_epoch"]
-            + ([f"refbest_{k}" for k in keys] if args.reference_protocol else []),
+            + ([f"refbest_{k}" for k in keys] if args.reference_protocol else [])
+            + ([f"sel_{k}" for k in keys] if cfg.get("refit") else []),
         )
     total = time.perf_counter() - t_all
     write_csv(out / "per_seed.csv", rows)
@@ -548,7 +619,21 @@ def summary_table(summaries: dict, keys: list[str], data: OmicsData, cfg: dict, 
         f"{data.name}: {where}, mean +- std over {n} seed(s); model selected on a stratified "
         f"{cfg['val_fraction']:.0%} validation split of the training files"
     )
+    if cfg.get("refit"):
+        title += (
+            "; then refit on all training samples for the selected number of epochs, test scored once on the "
+            "refit model (s / seed: selection run + refit)"
+        )
     out = title + "\n\n" + markdown_table(header, rows)
+    if cfg.get("refit"):
+        sel_rows = [
+            [label] + format_mean_std(s, [f"sel_{k}" for k in keys], scale=100.0, digits=1)
+            for label, s in summaries.items()
+        ]
+        out += (
+            "\n\nWithout refit (the validation-selected model, test scored once; same runs):\n\n"
+            + markdown_table(["fusion"] + [names[k] + " %" for k in keys], sel_rows)
+        )
     if reference:
         ref_rows = [
             [label] + format_mean_std(s, [f"refbest_{k}" for k in keys], scale=100.0, digits=1)

@@ -191,7 +191,8 @@ def _clone_state(model: nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequence[Tensor], y_val: Tensor,
+def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequence[Tensor] | None,
+        y_val: Tensor | None,
         config: FullBatchConfig, loss_fn: Callable, probs_fn: Callable, metrics_fn: Callable, *,
         x_test: Sequence[Tensor] | None = None, y_test: Tensor | None = None,
         checkpoint_path: str | Path | None = None, resume: bool = False, fingerprint: dict | None = None,
@@ -199,6 +200,9 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
     """Train full-batch with validation selection; see the module docstring.
 
     Args:
+        x_val, y_val: the validation part; both None for a fixed-length run without selection (the refit of
+            the whole training set for an epoch count chosen before on validation): nothing is scored, early
+            stopping is off and the model after the last epoch is returned.
         x_test, y_test: needed only with ``config.reference_protocol``; otherwise ignored (never scored).
         checkpoint_path: where to write checkpoints (None: none).
         resume: continue from ``checkpoint_path`` if it exists. Its ``fingerprint`` (any JSON-like dict, e.g.
@@ -212,7 +216,12 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
         raise ValueError("reference_protocol needs x_test and y_test")
     if config.select != "ce" and not isinstance(config.select, str):
         raise ValueError(f"bad selection key {config.select!r}")
-    x_fit, x_val = list(x_fit), list(x_val)
+    if (x_val is None) != (y_val is None):
+        raise ValueError("give both x_val and y_val, or neither")
+    no_val = x_val is None
+    if no_val and config.reference_protocol:
+        raise ValueError("reference_protocol needs a validation part")
+    x_fit, x_val = list(x_fit), (None if no_val else list(x_val))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
     guard = None if config.guard is None else DivergenceGuard(
@@ -304,9 +313,10 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
             row["solver_steps"] = int(info.forward.nstep)
         last = epoch == config.epochs
         if epoch % config.eval_every == 0 or last:
-            row.update(evaluation(epoch))
+            if not no_val:
+                row.update(evaluation(epoch))
             state["history"].append(row)
-            if (config.patience is not None and epoch >= config.min_epochs
+            if (not no_val and config.patience is not None and epoch >= config.min_epochs
                     and epoch - state["last_improvement"] >= config.patience):
                 state["stopped_early"] = True
                 state["finished"] = True
@@ -319,7 +329,7 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
         if state["finished"] or epoch % config.checkpoint_every == 0:
             save()
 
-    if state["best_state"] is None:  # every validation score was NaN
+    if state["best_state"] is None:  # no validation part, or every validation score was NaN
         state["best_state"] = _clone_state(model)
         state["best_epoch"] = state["epoch"]
     model.load_state_dict(state["best_state"])
