@@ -1,10 +1,11 @@
+import argparse
 import csv
 import json
 
 import pytest
 
 from deqfusion.cli import main
-from deqfusion.commands.omics import parse_fusion_spec
+from deqfusion.commands.omics import add_arguments, parse_fusion_spec, resolve_config
 from deqfusion.errors import UserError
 
 FAST = ["--epochs", "8", "--eval-every", "2", "--hidden", "64", "--threads", "1", "--no-progress"]
@@ -27,7 +28,7 @@ def two_fusion_run(shared_data_dir, tmp_path_factory):
 def test_outputs_and_metric_ranges(two_fusion_run, capsys):
     out = two_fusion_run
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["data"]["n_train"] == 245 and cfg["hidden"] == 64
+    assert cfg["data"]["n_train"] == 245 and cfg["hidden"] == 64 and cfg["lambda_jac"] == 5.0
     assert [f["label"] for f in cfg["fusions"]] == ["concat", "deq_f_max_iter-6_b_mode-phantom_phantom_steps-2"]
     rows = list(csv.DictReader(open(out / "per_seed.csv")))
     assert len(rows) == 4
@@ -116,3 +117,16 @@ def test_refit_trains_on_all_training_files_for_the_selected_epochs(shared_data_
     assert "Without refit" in (out / "summary.md").read_text()
     # resuming the finished run trains nothing
     assert _run(shared_data_dir, out, "--fusion", "concat", "--refit", "--dev-holdout", "0.25", "--resume") == 0
+
+
+def test_lambda_jac_defaults():
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+
+    def lam(*extra):
+        return resolve_config(p.parse_args(["--out", "x", *extra]))["lambda_jac"]
+
+    assert lam("--dataset", "rosmap") == 5.0  # chosen on the dev holdout
+    assert lam("--dataset", "rosmap", "--reference-settings") == 20.0  # the reference's value
+    assert lam("--dataset", "brca") == 20.0
+    assert lam("--dataset", "rosmap", "--lambda-jac", "1") == 1.0
