@@ -13,7 +13,6 @@ the table compares fusions only. Output folder layout::
 from __future__ import annotations
 
 import argparse
-import ast
 import logging
 import re
 import time
@@ -34,6 +33,7 @@ from ..models.mmimdb import (
 from ..training.minibatch import MinibatchTrainer, TrainerConfig, TrainingDiverged
 from ..training.results import markdown_table, summarize, write_csv, write_json
 from ..training.seed import seed_everything
+from .options import parse_option_value
 
 NAME = "mmimdb"
 HELP = "MM-IMDB multi-label genre classification (text + poster features)"
@@ -81,18 +81,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
-def _parse_value(text: str):
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
 def parse_fusion_spec(spec: str) -> tuple[str, str, dict]:
     """``"deq:b_mode=phantom,f_max_iter=30"`` -> ``(label, "deq", {"b_mode": "phantom", "f_max_iter": 30})``."""
     name, _, rest = spec.partition(":")
@@ -104,7 +92,7 @@ def parse_fusion_spec(spec: str) -> tuple[str, str, dict]:
         key, eq, value = item.partition("=")
         if not eq or not key.strip().isidentifier():
             raise UserError(f"--fusion {spec!r}: options are key=value pairs separated by commas, got {item!r}")
-        options[key.strip()] = _parse_value(value.strip())
+        options[key.strip()] = parse_option_value(value.strip())
     if options and name == EARLY:
         raise UserError(f"--fusion {spec!r}: early fusion takes no options")
     label = name + "".join(f"_{k}-{v}" for k, v in options.items())

@@ -18,7 +18,6 @@ plays the test set, for tuning settings without looking at the test set.
 from __future__ import annotations
 
 import argparse
-import ast
 import logging
 import os
 import platform
@@ -37,6 +36,7 @@ from ..training.checkpoint import CheckpointError, atomic_write_json
 from ..training.fullbatch import FullBatchConfig, evaluate, fit, stratified_split
 from ..training.results import format_mean_std, markdown_table, summarize, write_csv, write_json
 from ..training.seed import seed_everything
+from .options import parse_option_value
 
 NAME = "omics"
 HELP = "multi-omics classification (ROSMAP, BRCA, ...) with DEQ or baseline fusion"
@@ -199,18 +199,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------------------------- parsing
 
 
-def _parse_value(text: str):
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
 def parse_fusion_spec(spec: str) -> tuple[str, str, dict]:
     """``"deq:f_max_iter=50,b_mode=implicit"`` -> ``(label, "deq", {...})``; the label names the output
     folder."""
@@ -225,7 +213,7 @@ def parse_fusion_spec(spec: str) -> tuple[str, str, dict]:
             raise UserError(
                 f"--fusion {spec!r}: options are key=value pairs separated by commas, got {item!r}"
             )
-        options[key.strip()] = _parse_value(value.strip())
+        options[key.strip()] = parse_option_value(value.strip())
     label = name + "".join(f"_{k}-{v}" for k, v in options.items())
     return re.sub(r"[^A-Za-z0-9_.-]+", "", label), name, options
 
