@@ -137,3 +137,19 @@ def test_abs_stop_mode():
     res = anderson(f, torch.zeros_like(z_star), max_iter=200, tol=1e-9, stop_mode="abs")
     assert res.abs_residual.max() <= 1e-9
     assert res.status == "converged"
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_best_iterate_is_kept_per_sample_in_a_mixed_batch(name):
+    # rows 0-2 contract (a = 0.5), rows 3-5 expand (a = 1.5, fixed point -2 repels): every step improves some
+    # samples and not others, so the best iterates are updated row by row
+    a = torch.tensor([0.5, 0.6, 0.7, 1.5, 1.6, 1.7], dtype=torch.float64)[:, None]
+    c = torch.linspace(-1, 1, 4, dtype=torch.float64)[None] + 1
+    f = lambda z: a * z + c
+    z0 = torch.full((6, 4), 0.3, dtype=torch.float64)
+    res = solve(f, z0, solver=name, max_iter=80, tol=1e-10, stop_mode="abs")
+    # the returned pair is consistent for every sample (no row of one iterate paired with another's f)
+    assert torch.allclose(res.fz, f(res.z), atol=1e-12), name
+    assert torch.allclose((res.fz - res.z).norm(dim=1), res.abs_residual, atol=1e-12)
+    assert torch.equal(res.abs_residual, res.abs_trace.min(0).values)
+    assert torch.allclose(res.z[:3], c.expand(3, 4) / (1 - a[:3]), atol=1e-6)

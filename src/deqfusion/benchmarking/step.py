@@ -139,12 +139,15 @@ def train_step_benchmark(
 
 
 def solver_overhead(batch: int = 612, width: int = 500, modalities: int = 3, seed: int = 0,
-                    weight_scale: float = 1.0, solver: str = "anderson", iters: int = 20, repeats: int = 3,
+                    weight_scale: float = 1.0, solver: str = "anderson", iters: int = 20, repeats: int = 5,
                     device: str | torch.device = "cpu") -> dict:
     """Cost of one function evaluation, one vector-Jacobian product, and one solver iteration of DEQFusion.
 
     ``bookkeeping_fraction`` = (time per solver iteration - time per evaluation) / time per evaluation: the share
-    of the solver's own work (history, residuals, mixing) relative to evaluating the map.
+    of the solver's own work (history, residuals, mixing) relative to evaluating the map. The solve runs with
+    ``tol=0`` so that it spends exactly ``iters`` iterations. ``iters`` plain evaluations and one solve are timed
+    alternately, ``repeats`` times, and the fastest of each is used, so that a slow spell of a shared machine does
+    not land on one side only.
     """
     device = torch.device(device)
     torch.manual_seed(seed)
@@ -152,23 +155,32 @@ def solver_overhead(batch: int = 612, width: int = 500, modalities: int = 3, see
     if weight_scale != 1.0:
         scale_fusion_weights_(m, weight_scale)
     xs = make_inputs(batch, width, modalities, seed + 1, device)
+    kw = dict(m=6, lam=1e-4) if solver == "anderson" else {}
     with torch.no_grad():
         x, x_fuse, mask = m.inject(xs, None)
         f = m.make_map(x, x_fuse, mask)
         z0 = m.initial_state(x_fuse)
         z = f(f(z0))
-        t_f = time_call(lambda: f(z), device, repeats=max(5, repeats * 3))
-        kw = dict(m=6, lam=1e-4) if solver == "anderson" else {}
-        t_solve = time_call(lambda: solve(f, z0, solver=solver, max_iter=iters, tol=0.0, **kw), device, repeats)
+
+        def evals():
+            for _ in range(iters):
+                f(z)
+
+        def run_solve():
+            solve(f, z0, solver=solver, max_iter=iters, tol=0.0, **kw)
+
+        t_f, t_solve = [], []
+        for _ in range(repeats):
+            t_f += time_call(evals, device, repeats=1, warmup=0 if t_f else 1)
+            t_solve += time_call(run_solve, device, repeats=1, warmup=0 if t_solve else 1)
     zl = z.detach().requires_grad_()
     fz = f(zl)
     v = torch.randn_like(fz)
-    t_vjp = time_call(lambda: torch.autograd.grad(fz, zl, v, retain_graph=True), device,
-                      repeats=max(5, repeats * 3))
-    per_eval = statistics.median(t_f)
-    per_iter = statistics.median(t_solve) / iters
+    t_vjp = time_call(lambda: torch.autograd.grad(fz, zl, v, retain_graph=True), device, repeats=max(5, repeats * 2))
+    per_eval = min(t_f) / iters
+    per_iter = min(t_solve) / iters
     return {
-        "solver": solver, "batch": batch, "width": width, "modalities": modalities,
-        "feval_ms": per_eval * 1e3, "vjp_ms": statistics.median(t_vjp) * 1e3, "iteration_ms": per_iter * 1e3,
+        "solver": solver, "batch": batch, "width": width, "modalities": modalities, "iters": iters,
+        "feval_ms": per_eval * 1e3, "vjp_ms": min(t_vjp) * 1e3, "iteration_ms": per_iter * 1e3,
         "bookkeeping_fraction": (per_iter - per_eval) / per_eval,
     }
