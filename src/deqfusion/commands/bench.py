@@ -9,7 +9,8 @@ step, then (unless ``--no-memory``) one untimed step under the memory tracker
 (:mod:`deqfusion.benchmarking.memory`). The module and inputs are seeded and identical across configurations;
 ``--weight-scale`` multiplies the fusion's weight matrices (0.5 gives a contractive, quickly converging map).
 
-The training step is ``mean(fused^2) + lambda_jac * jac_loss`` backpropagated to the fusion's parameters. The
+The training step is the cross-entropy of a fixed random linear head on the fused features (random labels) plus
+``lambda_jac * jac_loss``, backpropagated to the fusion's parameters. The
 DEQ's solver budgets and tolerances are the module's defaults (105 / 106 steps, relative residual 1e-4) unless
 a spec sets them (``deq:f_max_iter=30,f_tol=1e-3``).
 

@@ -32,8 +32,7 @@ from tqdm.auto import tqdm
 
 from ..data.mixomics import load_mixomics
 from ..errors import DataError, UserError
-from ..metrics.classification import classification_metrics
-from ..models.omics import OmicsClassifier, omics_loss
+from ..models.omics import OmicsClassifier, omics_objective
 from ..training.checkpoint import CheckpointError, atomic_write_json
 from ..training.fullbatch import FullBatchConfig, evaluate, fit, stratified_split
 from ..training.guard import TrainingDiverged
@@ -161,16 +160,7 @@ def run_one(data, method: str, spec: dict, seed: int, cfg: dict, out_dir: Path, 
                             fusion=spec["fusion"], fusion_options=cfg["deq_options"] if spec["fusion"] == "deq"
                             else None, dropout=cfg["dropout"], feature_norm=cfg["feature_norm"],
                             modality_dropout=spec["modality_dropout"])
-    lam = cfg["lambda_jac"]
-
-    def loss_fn(out, y):
-        return omics_loss(out, y, lambda_jac=lam)
-
-    def probs_fn(out):
-        return out.probs()
-
-    def metrics_fn(y, p):
-        return classification_metrics(y, p, data.num_classes)
+    loss_fn, probs_fn, metrics_fn = omics_objective(cfg["lambda_jac"], data.num_classes)
 
     try:
         res = fit(model, x_fit, y_fit, x_val, y_val, FullBatchConfig(**cfg["train"]), loss_fn, probs_fn, metrics_fn,

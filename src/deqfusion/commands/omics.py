@@ -30,8 +30,7 @@ import torch
 
 from ..data.mogonet import DATASETS, OmicsData, load_dataset
 from ..errors import UserError
-from ..metrics.classification import classification_metrics
-from ..models.omics import FUSION_PRESETS, OmicsClassifier, omics_loss, resolve_fusion
+from ..models.omics import FUSION_PRESETS, OmicsClassifier, omics_objective, resolve_fusion
 from ..training.checkpoint import CheckpointError, atomic_write_json
 from ..training.fullbatch import FullBatchConfig, evaluate, fit, stratified_split
 from ..training.results import format_mean_std, markdown_table, summarize, write_csv, write_json
@@ -368,16 +367,7 @@ def run_one(
     y_fit, y_val = scaled.y_train[fit_idx], scaled.y_train[val_idx]
     model = _build(data, fusion, cfg)
     train_cfg = FullBatchConfig(**cfg["train"])
-    lam = cfg["lambda_jac"]
-
-    def loss_fn(out, y):
-        return omics_loss(out, y, lambda_jac=lam)
-
-    def probs_fn(out):
-        return out.probs()
-
-    def metrics_fn(y, p):
-        return classification_metrics(y, p, data.num_classes)
+    loss_fn, probs_fn, metrics_fn = omics_objective(cfg["lambda_jac"], data.num_classes)
 
     bar = None
     if progress:

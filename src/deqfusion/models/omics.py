@@ -28,7 +28,7 @@ from .. import fusion as _fusions  # noqa: F401  (registers the fusions)
 from ..deq.result import FusionInfo
 from ..fusion.registry import build_fusion
 
-__all__ = ["FUSION_PRESETS", "resolve_fusion", "OmicsOutput", "OmicsClassifier", "omics_loss"]
+__all__ = ["FUSION_PRESETS", "resolve_fusion", "OmicsOutput", "OmicsClassifier", "omics_loss", "omics_objective"]
 
 #: name -> (registered fusion, default options). The reference's BRCA/ROSMAP code injects the plain sum of
 #: the modality features (no learned weights) into the fusion block.
@@ -191,3 +191,20 @@ def omics_loss(out: OmicsOutput, y: Tensor, lambda_jac: float = 20.0,
     parts = {"loss": float(total.detach()), "ce": float(ce.detach()), "confidence": float(conf_total),
              "jac": float(jac.detach())}
     return total, parts
+
+
+def omics_objective(lambda_jac: float, num_classes: int):
+    """``(loss_fn, probs_fn, metrics_fn)`` of the full-batch trainer for an :class:`OmicsClassifier`:
+    :func:`omics_loss` with ``lambda_jac``, the fused class probabilities, and the classification metrics."""
+    from ..metrics.classification import classification_metrics
+
+    def loss_fn(out: OmicsOutput, y: Tensor) -> tuple[Tensor, dict]:
+        return omics_loss(out, y, lambda_jac=lambda_jac)
+
+    def probs_fn(out: OmicsOutput) -> Tensor:
+        return out.probs()
+
+    def metrics_fn(y: Tensor, p: Tensor) -> dict:
+        return classification_metrics(y, p, num_classes)
+
+    return loss_fn, probs_fn, metrics_fn
