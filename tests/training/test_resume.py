@@ -42,12 +42,15 @@ def test_omics_kill_and_resume(shared_data_dir, tmp_path, monkeypatch):
             "--fusion", "deq:f_max_iter=8,b_mode=implicit,b_max_iter=8"]  # Hutchinson probes + dropout: RNG
     assert main(argv + ["--out", str(tmp_path / "straight")]) == 0
 
-    killer = Killer(omics.omics_loss, 8, lambda out, y: out.info.jac_loss.requires_grad)  # in epoch 8
-    monkeypatch.setattr(omics, "omics_loss", killer)
+    import deqfusion.models.omics as omics_model
+
+    # the command's loss comes from omics_objective, which calls models.omics.omics_loss
+    killer = Killer(omics_model.omics_loss, 8, lambda out, y: out.info.jac_loss.requires_grad)  # in epoch 8
+    monkeypatch.setattr(omics_model, "omics_loss", killer)
     assert main(argv + ["--out", str(tmp_path / "killed")]) == 130  # "interrupted"
     [ck] = list((tmp_path / "killed").rglob("checkpoint.pt"))
     assert not list((tmp_path / "killed").rglob("result.json"))
-    monkeypatch.setattr(omics, "omics_loss", killer.fn)
+    monkeypatch.setattr(omics_model, "omics_loss", killer.fn)
     assert main(argv + ["--out", str(tmp_path / "killed"), "--resume"]) == 0
 
     [a] = list((tmp_path / "straight").rglob("result.json"))
@@ -93,10 +96,12 @@ def test_missing_kill_and_resume(shared_data_dir, tmp_path, monkeypatch):
     argv = ["missing", "--data-dir", str(shared_data_dir), "--seeds", "0", "--methods", "deq-dropout",
             "--epochs", "6", "--eval-every", "3", "--hidden", "16", "--no-progress"]  # modality drop-out: RNG
     assert main(argv + ["--out", str(tmp_path / "straight")]) == 0
-    killer = Killer(missing.omics_loss, 5, lambda out, y: out.info.jac_loss.requires_grad)
-    monkeypatch.setattr(missing, "omics_loss", killer)
+    import deqfusion.models.omics as omics_model
+
+    killer = Killer(omics_model.omics_loss, 5, lambda out, y: out.info.jac_loss.requires_grad)
+    monkeypatch.setattr(omics_model, "omics_loss", killer)
     assert main(argv + ["--out", str(tmp_path / "killed")]) == 130
-    monkeypatch.setattr(missing, "omics_loss", killer.fn)
+    monkeypatch.setattr(omics_model, "omics_loss", killer.fn)
     assert main(argv + ["--out", str(tmp_path / "killed"), "--resume"]) == 0
     ra = _json(tmp_path / "straight" / "deq-dropout" / "seed0" / "result.json")
     rb = _json(tmp_path / "killed" / "deq-dropout" / "seed0" / "result.json")
