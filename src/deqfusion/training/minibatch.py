@@ -328,9 +328,9 @@ class MinibatchTrainer:
                 report = self.guard.step(closure, self.optimizer, clip_norm=cfg.grad_clip,
                                          where=f"epoch {epoch} batch {i + 1}")
                 out, stepped = report.output, report.stepped
-            scheduler.step()
-            if not stepped:  # a skipped step's loss and logs are not averaged into the epoch's
+            if not stepped:  # a skipped step neither advances the schedule nor enters the epoch's averages
                 continue
+            scheduler.step()
             bs = out.predictions.shape[0]
             seen += bs
             for k, v in {"loss": out.loss, **out.logs}.items():
