@@ -44,7 +44,8 @@ def test_command_runs_writes_results_and_resumes(shared_data_dir, tmp_path, caps
 
 @pytest.mark.parametrize(
     ("extra", "message"),
-    [(["--fusion", "magic"], "unknown fusion"), (["--subsets", "T+Q"], "unknown modality")],
+    [(["--fusion", "magic"], "unknown fusion"), (["--subsets", "T+Q"], "unknown modality"),
+     (["--b-mode", "phantom", "--phantom-steps", "0"], "--phantom-steps must be >= 1")],
 )
 def test_command_bad_options(shared_data_dir, tmp_path, capsys, extra, message):
     assert main(_args(shared_data_dir, tmp_path / "x", *extra)) == 2
@@ -54,3 +55,17 @@ def test_command_bad_options(shared_data_dir, tmp_path, capsys, extra, message):
 def test_command_bad_data_dir(tmp_path, capsys):
     assert main(_args(tmp_path / "missing", tmp_path / "x")) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_deq_options_follow_the_backward_mode():
+    import argparse
+
+    from deqfusion.commands import mosi_features
+
+    p = argparse.ArgumentParser()
+    mosi_features.add_arguments(p)
+    implicit = mosi_features.fusion_options("deq", p.parse_args(["--out", "x"]))
+    phantom = mosi_features.fusion_options("deq", p.parse_args(["--out", "x", "--b-mode", "phantom",
+                                                                "--phantom-steps", "3"]))
+    assert implicit["b_mode"] == "implicit" and "phantom_steps" not in implicit
+    assert phantom["b_mode"] == "phantom" and phantom["phantom_steps"] == 3

@@ -74,6 +74,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--f-max-iter", type=int, default=30, help="DEQ forward solver budget")
     p.add_argument("--f-tol", type=float, default=1e-3)
     p.add_argument("--b-mode", choices=["implicit", "phantom"], default="implicit")
+    p.add_argument("--phantom-steps", type=int, default=5,
+                   help="damped unrolled steps of the phantom gradient (with --b-mode phantom)")
     p.add_argument("--b-max-iter", type=int, default=30)
     p.add_argument("--b-tol", type=float, default=1e-3)
     p.add_argument("--unrolled-steps", type=int, default=7, help="steps of the unrolled (weight-tied) fusion")
@@ -87,8 +89,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def fusion_options(name: str, args) -> dict:
     if name == "deq":
-        return {"f_max_iter": args.f_max_iter, "f_tol": args.f_tol, "b_mode": args.b_mode,
+        opts = {"f_max_iter": args.f_max_iter, "f_tol": args.f_tol, "b_mode": args.b_mode,
                 "b_max_iter": args.b_max_iter, "b_tol": args.b_tol}
+        if args.b_mode == "phantom":
+            opts["phantom_steps"] = args.phantom_steps
+        return opts
     if name == "unrolled":
         return {"unrolled_steps": args.unrolled_steps}
     if name == "lowrank":
@@ -138,6 +143,8 @@ def _run(args, main: bool) -> int:
         raise UserError(f"unknown fusion(s) {unknown}; choose from {available_fusions()}")
     if args.epochs < 1 or args.patience < 1 or args.batch_size < 1 or args.hidden < 4:
         raise UserError("--epochs, --patience and --batch-size must be >= 1 and --hidden >= 4")
+    if args.phantom_steps < 1:
+        raise UserError(f"--phantom-steps must be >= 1, got {args.phantom_steps}")
 
     out = Path(args.out)
     cfg = _config(args)
