@@ -74,7 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--f-max-iter", type=int, default=30, help="DEQ forward solver budget")
     p.add_argument("--f-tol", type=float, default=1e-3)
     p.add_argument("--b-mode", choices=["implicit", "phantom"], default="implicit")
-    p.add_argument("--phantom-steps", type=int, default=5,
+    p.add_argument("--phantom-steps", type=int, default=1,
                    help="damped unrolled steps of the phantom gradient (with --b-mode phantom)")
     p.add_argument("--b-max-iter", type=int, default=30)
     p.add_argument("--b-tol", type=float, default=1e-3)
