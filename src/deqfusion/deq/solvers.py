@@ -59,16 +59,14 @@ class _Tracker:
         self.rel_trace: list[Tensor] = []
         self.nstep = 0
 
-    def update(self, x: Tensor, fx: Tensor, diff: Tensor | None = None, abs_res: Tensor | None = None) -> Tensor:
-        """Record the iterate ``x`` (flattened, (B, n)), ``f(x)`` and optionally ``f(x) - x`` and its norm.
+    def update(self, x: Tensor, fx: Tensor, abs_res: Tensor | None = None) -> Tensor:
+        """Record the iterate ``x`` (flattened, (B, n)), ``f(x)`` and optionally ``||f(x) - x||`` per sample.
 
         Returns the per-sample mask of finite evaluations.
         """
         self.nstep += 1
         if abs_res is None:
-            if diff is None:
-                diff = fx - x
-            abs_res = diff.norm(dim=1)
+            abs_res = (fx - x).norm(dim=1)
         rel_res = abs_res / (fx.norm(dim=1) + EPS)
         finite = torch.isfinite(abs_res) & torch.isfinite(rel_res)
         if not bool(finite.all()):
@@ -217,7 +215,7 @@ def anderson(
         h = min(k + 1, m)
         g = torch.sub(fx, x, out=G[slot])
         row = gram_row(g, h)  # row[:, slot] = ||g||^2, so the tracker needs no separate norm
-        finite = tr.update(x, fx, g, abs_res=row[:, slot].clamp_min(0).sqrt())
+        finite = tr.update(x, fx, abs_res=row[:, slot].clamp_min(0).sqrt())
         if tr.done():
             break
         if not bool(finite.all()):

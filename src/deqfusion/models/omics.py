@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from .. import fusion as _fusions  # noqa: F401  (registers the fusions)
 from ..deq.result import FusionInfo
 from ..fusion.registry import build_fusion
+from ..metrics.classification import classification_metrics
 
 __all__ = ["FUSION_PRESETS", "resolve_fusion", "OmicsOutput", "OmicsClassifier", "omics_loss", "omics_objective"]
 
@@ -196,7 +197,6 @@ def omics_loss(out: OmicsOutput, y: Tensor, lambda_jac: float = 20.0,
 def omics_objective(lambda_jac: float, num_classes: int):
     """``(loss_fn, probs_fn, metrics_fn)`` of the full-batch trainer for an :class:`OmicsClassifier`:
     :func:`omics_loss` with ``lambda_jac``, the fused class probabilities, and the classification metrics."""
-    from ..metrics.classification import classification_metrics
 
     def loss_fn(out: OmicsOutput, y: Tensor) -> tuple[Tensor, dict]:
         return omics_loss(out, y, lambda_jac=lambda_jac)
