@@ -36,7 +36,7 @@ from ..models.omics import OmicsClassifier, omics_objective
 from ..training.checkpoint import CheckpointError, atomic_write_json
 from ..training.fullbatch import FullBatchConfig, evaluate, fit, stratified_split
 from ..training.guard import TrainingDiverged
-from ..training.results import format_mean_std, markdown_table, summarize, write_csv, write_json
+from ..training.results import finished_result, format_mean_std, markdown_table, summarize, write_csv, write_json
 from ..training.seed import seed_everything
 
 NAME = "missing"
@@ -140,12 +140,10 @@ def run_one(data, method: str, spec: dict, seed: int, cfg: dict, out_dir: Path, 
     fingerprint = {"method": method, "spec": spec, "seed": seed,
                    **{k: cfg[k] for k in ("hidden", "dropout", "lambda_jac", "deq_options", "feature_norm",
                                           "val_fraction", "train", "data")}}
-    if resume and result_path.is_file():
-        done = json.loads(result_path.read_text())
-        if done.get("fingerprint") == fingerprint:
-            log.info("%s: already finished, skipped", out_dir)
-            return done
-        raise UserError(f"{result_path} was written with other settings; use another --out")
+    done = finished_result(result_path, fingerprint) if resume else None
+    if done is not None:
+        log.info("%s: already finished, skipped", out_dir)
+        return done
     seed_everything(seed)
     fit_idx, val_idx = stratified_split(data.y_train, cfg["val_fraction"], seed)
     scaled = data.minmax_scaled(fit_idx)

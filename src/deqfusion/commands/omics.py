@@ -33,7 +33,7 @@ from ..errors import UserError
 from ..models.omics import FUSION_PRESETS, OmicsClassifier, omics_objective, resolve_fusion
 from ..training.checkpoint import CheckpointError, atomic_write_json
 from ..training.fullbatch import FullBatchConfig, evaluate, fit, stratified_split
-from ..training.results import format_mean_std, markdown_table, summarize, write_csv, write_json
+from ..training.results import finished_result, format_mean_std, markdown_table, summarize, write_csv, write_json
 from ..training.seed import seed_everything
 from .options import parse_option_value
 
@@ -350,14 +350,10 @@ def run_one(
     }
     if cfg.get("refit"):  # only when on, so that earlier runs keep their fingerprint
         fingerprint["refit"] = True
-    if resume and result_path.is_file():
-        import json
-
-        done = json.loads(result_path.read_text())
-        if done.get("fingerprint") == fingerprint:
-            log.info("%s: already finished, skipped", out_dir)
-            return done
-        raise UserError(f"{result_path} was written with other settings; use another --out")
+    done = finished_result(result_path, fingerprint) if resume else None
+    if done is not None:
+        log.info("%s: already finished, skipped", out_dir)
+        return done
 
     seed_everything(seed)
     fit_idx, val_idx = stratified_split(data.y_train, cfg["val_fraction"], seed)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from ..errors import UserError
 from .checkpoint import atomic_write_bytes, atomic_write_json
 
 
@@ -60,6 +62,18 @@ def write_csv(path: str | Path, rows: Sequence[Mapping[str, object]]) -> None:
 
 def write_json(path: str | Path, obj) -> None:
     atomic_write_json(path, obj)
+
+
+def finished_result(result_path: str | Path, fingerprint: Mapping) -> dict | None:
+    """The ``result.json`` of a finished run, for ``--resume``: ``None`` if there is none yet, the stored result
+    if it was written with ``fingerprint``, and a :class:`~deqfusion.errors.UserError` if with other settings."""
+    result_path = Path(result_path)
+    if not result_path.is_file():
+        return None
+    done = json.loads(result_path.read_text())
+    if done.get("fingerprint") != fingerprint:
+        raise UserError(f"{result_path} was written with other settings; use another --out")
+    return done
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
