@@ -615,22 +615,15 @@ def summary_table(summaries: dict, keys: list[str], data: OmicsData, cfg: dict, 
             "refit model (s / seed: selection run + refit)"
         )
     out = title + "\n\n" + markdown_table(header, rows)
+
+    def extra_table(prefix: str, heading: str) -> str:
+        extra = [[label] + format_mean_std(s, [f"{prefix}{k}" for k in keys], scale=100.0, digits=1)
+                 for label, s in summaries.items()]
+        return f"\n\n{heading}:\n\n" + markdown_table(["fusion"] + [names[k] + " %" for k in keys], extra)
+
     if cfg.get("refit"):
-        sel_rows = [
-            [label] + format_mean_std(s, [f"sel_{k}" for k in keys], scale=100.0, digits=1)
-            for label, s in summaries.items()
-        ]
-        out += (
-            "\n\nWithout refit (the validation-selected model, test scored once; same runs):\n\n"
-            + markdown_table(["fusion"] + [names[k] + " %" for k in keys], sel_rows)
-        )
+        out += extra_table("sel_", "Without refit (the validation-selected model, test scored once; same runs)")
     if reference:
-        ref_rows = [
-            [label] + format_mean_std(s, [f"refbest_{k}" for k in keys], scale=100.0, digits=1)
-            for label, s in summaries.items()
-        ]
-        out += (
-            "\n\nReference protocol (best TEST score over evaluations, test-selected, optimistic):\n\n"
-            + markdown_table(["fusion"] + [names[k] + " %" for k in keys], ref_rows)
-        )
+        out += extra_table("refbest_", "Reference protocol (best TEST score over evaluations, test-selected, "
+                                       "optimistic)")
     return out
