@@ -11,25 +11,20 @@ probes; and the whole module step (forward solve, phantom step, Jacobian loss, b
 from __future__ import annotations
 
 import argparse
-import json
-import time
 
 import torch
+from _report import report  # benchmarks/_report.py, beside this script
 
 from deqfusion import DEQFusion
-from deqfusion.benchmarking.step import make_inputs, scale_fusion_weights_
+from deqfusion.benchmarking.step import make_inputs, scale_fusion_weights_, time_call
 from deqfusion.deq.jacobian import jac_frobenius_sq
 from deqfusion.deq.solvers import solve
 
+CPU = torch.device("cpu")
 
-def fastest(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+
+def _fastest(fn, repeats: int) -> float:
+    return min(time_call(fn, CPU, repeats))
 
 
 def main(argv=None) -> int:
@@ -71,20 +66,16 @@ def main(argv=None) -> int:
 
     row = {
         "forward_steps": int(res.nstep),
-        "forward_solve_s": fastest(lambda: solve(f, z0, max_iter=105, tol=1e-4), args.repeats),
-        "eval_backward_s": fastest(lambda: eval_backward(0), args.repeats),
-        "eval_backward_jac1_s": fastest(lambda: eval_backward(1), args.repeats),
-        "eval_backward_jac2_s": fastest(lambda: eval_backward(2), args.repeats),
-        "full_step_s": fastest(step, args.repeats),
+        "forward_solve_s": _fastest(lambda: solve(f, z0, max_iter=105, tol=1e-4), args.repeats),
+        "eval_backward_s": _fastest(lambda: eval_backward(0), args.repeats),
+        "eval_backward_jac1_s": _fastest(lambda: eval_backward(1), args.repeats),
+        "eval_backward_jac2_s": _fastest(lambda: eval_backward(2), args.repeats),
+        "full_step_s": _fastest(step, args.repeats),
     }
     row["per_probe_s"] = (row["eval_backward_jac2_s"] - row["eval_backward_s"]) / 2
     out = {"batch": args.batch, "width": args.width, "modalities": args.modalities, "threads": args.threads,
            "torch": torch.__version__, **row}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+    report(out, args.out)
     return 0
 
 

@@ -12,25 +12,20 @@ Shapes (batch x state elements): BRCA 612 x (4 x 500), MM-IMDB 256 x (3 x 512), 
 from __future__ import annotations
 
 import argparse
-import json
 import platform
-import time
 
 import torch
+from _report import report  # benchmarks/_report.py, beside this script
 
+from deqfusion.benchmarking.step import time_call
 from deqfusion.deq.solvers import solve
 
+CPU = torch.device("cpu")
 SHAPES = {"brca": (612, 4 * 500), "mmimdb": (256, 3 * 512), "mosi_maps": (24, 3 * 50 * 50)}
 
 
-def best_of(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+def _fastest(fn, repeats: int) -> float:
+    return min(time_call(fn, CPU, repeats))
 
 
 def main(argv=None) -> int:
@@ -57,20 +52,16 @@ def main(argv=None) -> int:
             for _ in range(args.iters):
                 f(z0)
 
-        t_eval = best_of(evals, args.repeats) / args.iters
+        t_eval = _fastest(evals, args.repeats) / args.iters
         for solver in args.solvers:
-            t = best_of(lambda z0=z0, f=f, solver=solver: solve(f, z0, solver=solver, max_iter=args.iters, tol=0.0),
+            t = _fastest(lambda z0=z0, f=f, solver=solver: solve(f, z0, solver=solver, max_iter=args.iters, tol=0.0),
                         args.repeats)
             rows.append({"shape": name, "batch": bsz, "state": n, "solver": solver, "iters": args.iters,
                          "ms_per_iteration": t / args.iters * 1e3, "map_ms": t_eval * 1e3,
                          "bookkeeping_ms": (t / args.iters - t_eval) * 1e3})
     out = {"torch": torch.__version__, "python": platform.python_version(), "threads": args.threads,
            "results": rows}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text + "\n")
+    report(out, args.out)
     return 0
 
 

@@ -16,6 +16,7 @@ import platform
 import sys
 
 import torch
+from _report import report  # benchmarks/_report.py, beside this script
 
 from deqfusion.benchmarking.step import solver_overhead, train_step_benchmark
 
@@ -57,12 +58,7 @@ def main(argv=None) -> int:
             print(json.dumps(r), file=sys.stderr)
     out = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
            "results": rows}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        from deqfusion.training.checkpoint import atomic_write_json
-
-        atomic_write_json(args.out, out)
+    report(out, args.out)
     return 0
 
 
