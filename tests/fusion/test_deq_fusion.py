@@ -263,3 +263,82 @@ def test_registry_and_unrolled():
     with pytest.raises(ValueError, match="unknown fusion"):
         build_fusion("attention", [5, 7], 8)
     assert isinstance(copy.deepcopy(f), UnrolledFusion)
+
+
+def _spec_map(m: DEQFusion, xs, z, mask=None):
+    """SPEC section 1's F written out per modality and per gate, with torch.nn.functional only."""
+    import torch.nn.functional as nnf
+
+    def lin(v, w, b):  # a Linear on vectors, a 1x1 convolution on (B, C, L)
+        return nnf.linear(v, w, b) if v.dim() == 2 else torch.einsum("oc,bcl->bol", w, v) + b[:, None]
+
+    n = m.num_modalities
+    proj = [p(x) for p, x in zip(m.proj, xs)]
+    keep = [None if mask is None else mask[:, i].to(z.dtype).view(-1, *([1] * (z.dim() - 2))) for i in range(n)]
+    proj = [p if k is None else p * k for p, k in zip(proj, keep)]
+    if m.injection == "weighted":
+        x_fuse = sum(m.inj_weight[i] * proj[i] for i in range(n)) + m.inj_bias
+    else:
+        x_fuse = sum(proj)
+    zf = z[:, -1]
+    new = []
+    for i in range(n):
+        if not m.unimodal:
+            new.append(proj[i])
+            continue
+        bl = m.blocks
+        gn = [(g.weight[i], g.bias[i]) for g in (bl.gn1, bl.gn2, bl.gn3)]
+        a = nnf.relu(nnf.group_norm(lin(z[:, i], bl.w1[i], bl.b1[i]), bl.gn1.groups, *gn[0]))
+        u = nnf.group_norm(lin(a, bl.w2[i], bl.b2[i]) + proj[i], bl.gn2.groups, *gn[1])
+        zi = nnf.group_norm(nnf.relu(u + z[:, i]), bl.gn3.groups, *gn[2])
+        new.append(zi if keep[i] is None else zi * keep[i])
+    fb = m.fusion
+    total = 0
+    for i in range(n):
+        if fb.purify:
+            alpha = lin(new[i] + zf, fb.gate_weight, fb.gate_bias)
+            if fb.gate_activation is not None:
+                alpha = getattr(torch, fb.gate_activation)(alpha)
+            term = zf * alpha
+        else:
+            term = new[i]
+        total = total + (term if keep[i] is None else term * keep[i])
+    u = lin(total, fb.fuse_weight, fb.fuse_bias) + x_fuse
+    norm = fb.norm
+    if fb.norm_order == "relu_gn":
+        zf_new = nnf.group_norm(nnf.relu(u), norm.num_groups, norm.weight, norm.bias, norm.eps)
+    else:
+        zf_new = nnf.relu(nnf.group_norm(u, norm.num_groups, norm.weight, norm.bias, norm.eps))
+    if not m.unimodal:
+        return zf_new[:, None]
+    return torch.stack(new + [zf_new], dim=1)
+
+
+@pytest.mark.parametrize("kw", [
+    {}, dict(injection="sum"), dict(fusion_norm="gn_relu"), dict(gate_activation="sigmoid"),
+    dict(gate_activation="tanh"), dict(purify=False), dict(unimodal=False), dict(seq=True), dict(masked=True),
+    dict(seq=True, masked=True), dict(masked=True, gate_activation="sigmoid"),
+])
+def test_map_matches_the_spec_equations(kw):
+    kw = dict(kw)
+    seq, masked = kw.pop("seq", False), kw.pop("masked", False)
+    torch.manual_seed(1)
+    m = DEQFusion([5, 7, 16], 16, **kw).double()
+    with torch.no_grad():  # non-trivial affine parameters and injection weights
+        for name, p in m.named_parameters():
+            if p.dim() <= 2 and ("gn" in name or "norm" in name or "inj" in name):
+                p.add_(0.3 * torch.randn_like(p))
+    g = torch.Generator().manual_seed(3)
+    shape = (4, 6) if seq else (4,)
+    xs = [torch.randn(shape[0], d, *shape[1:], generator=g, dtype=torch.float64) for d in (5, 7, 16)]
+    mask = None
+    if masked:
+        mask = torch.ones(4, 3, dtype=torch.bool)
+        mask[1, 0] = mask[2, 2] = mask[3, 0] = mask[3, 1] = False
+    x, x_fuse, mask_nb = m.inject(xs, mask)
+    f = m.make_map(x, x_fuse, mask_nb)
+    z = torch.randn(m.initial_state(x_fuse).shape, generator=g, dtype=torch.float64)
+    got = f(z)
+    want = _spec_map(m, xs, z, mask)
+    assert got.shape == want.shape
+    assert torch.allclose(got, want, atol=1e-12, rtol=1e-10), (got - want).abs().max()

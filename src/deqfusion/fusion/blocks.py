@@ -1,14 +1,17 @@
-"""The two blocks of DEQ fusion, vectorised over modalities.
+"""The two blocks of DEQ fusion.
 
-States are laid out modality-major: ``(N, B, C)`` for feature vectors or ``(N, B, C, L)`` for sequences/maps, with
-channels at axis 2. A "channel linear" map mixes channels only (a ``Linear`` on vectors, a 1x1 convolution on
-sequences); the N per-modality blocks are evaluated together with one batched matrix product, and their
-GroupNorms with one call (each modality keeps its own weights and affine parameters).
+A state is handed over as one tensor per modality, ``(B, C)`` for feature vectors or ``(B, C, L)`` for
+sequences/maps, with channels at axis 1; the tensors may be strided views of the solver's packed state. A "channel
+linear" map mixes channels only (a ``Linear`` on vectors, a 1x1 convolution on sequences). The per-modality
+weights are stored stacked (``(N, C, C)``) but applied one modality at a time: on CPU, N plain matrix products
+(which read the strided views in place) are faster than one batched product, and GroupNorm without affine
+parameters followed by one fused multiply-add is faster than GroupNorm with them.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +33,25 @@ def _lin(x: Tensor, weight: Tensor, bias: Tensor | None, seq: bool) -> Tensor:
     return out if bias is None else out + bias[:, None]
 
 
+def _lin_add(x: Tensor, weight: Tensor, add: Tensor, beta: float = 1.0) -> Tensor:
+    """``weight x + beta * add`` for one modality's ``(B, C)`` or ``(B, C, L)`` state; ``add`` broadcasts against
+    the output (``(O,)`` or ``(B, O)`` for vectors, ``(O, 1)`` or ``(B, O, L)`` for sequences)."""
+    if x.dim() == 2:
+        return torch.addmm(add, x, weight.t(), beta=beta)
+    out = torch.matmul(weight, x)
+    return out.add_(add, alpha=beta) if beta != 1.0 else out.add_(add)
+
+
+def _channel_view(v: Tensor, ndim: int) -> Tensor:
+    """A per-channel vector ``(C,)`` shaped to broadcast against a ``(B, C)`` or ``(B, C, L)`` tensor."""
+    return v if ndim == 2 else v[:, None]
+
+
+def _sample_view(v: Tensor, ndim: int) -> Tensor:
+    """A per-sample vector ``(B,)`` shaped to broadcast against a ``(B, C)`` or ``(B, C, L)`` tensor."""
+    return v.view(-1, *([1] * (ndim - 1)))
+
+
 def _init_linear_(weight: Tensor, bias: Tensor | None, fan_in: int) -> None:
     # the default initialisation of torch.nn.Linear / Conv1d: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both
     bound = 1.0 / math.sqrt(fan_in)
@@ -39,7 +61,7 @@ def _init_linear_(weight: Tensor, bias: Tensor | None, fan_in: int) -> None:
 
 
 class ModalityGroupNorm(nn.Module):
-    """GroupNorm with separate affine parameters per modality, applied to a modality-major state."""
+    """GroupNorm with separate affine parameters per modality, applied to one modality's state at a time."""
 
     def __init__(self, num_modalities: int, channels: int, groups: int):
         super().__init__()
@@ -49,11 +71,13 @@ class ModalityGroupNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(num_modalities, channels))
         self.bias = nn.Parameter(torch.zeros(num_modalities, channels))
 
-    def forward(self, x: Tensor) -> Tensor:  # x: (N, B, C) or (N, B, C, L)
-        n, b = x.shape[:2]
-        y = F.group_norm(x.reshape(n * b, *x.shape[2:]), self.groups, eps=1e-5).reshape(x.shape)
-        shape = (n, 1, x.shape[2]) + (1,) * (x.dim() - 3)
-        return torch.addcmul(self.bias.view(shape), y, self.weight.view(shape))
+    def forward(self, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        """Normalise ``x`` (``(B, C[, L])``) and apply modality ``i``'s ``weight[i]``, ``bias[i]``."""
+        y = F.group_norm(x, self.groups, eps=1e-5)
+        return torch.addcmul(_channel_view(bias, x.dim()), y, _channel_view(weight, x.dim()))
+
+    def per_modality(self) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+        return self.weight.unbind(0), self.bias.unbind(0)
 
 
 class UnimodalBlocks(nn.Module):
@@ -76,26 +100,23 @@ class UnimodalBlocks(nn.Module):
         self.gn2 = ModalityGroupNorm(n, c, groups)
         self.gn3 = ModalityGroupNorm(n, c, groups)
 
-    @staticmethod
-    def _mix(z: Tensor, w: Tensor, add: Tensor) -> Tensor:
-        """``w_i z_i + add_i`` per modality; ``add`` broadcasts against the output."""
-        if z.dim() == 3:  # (N, B, C) @ (N, C, O) -> (N, B, O)
-            return torch.baddbmm(add, z, w.transpose(1, 2))
-        return torch.matmul(w[:, None], z) + add  # (N, 1, O, C) @ (N, B, C, L)
+    def prepare(self, x: Tensor) -> list[Tensor]:
+        """The loop-invariant part of the second linear map, ``x_i + c2_i`` per modality (once per solve).
 
-    def bias_shape(self, x: Tensor) -> tuple[int, ...]:
-        return (x.shape[0], 1, x.shape[2]) + (1,) * (x.dim() - 3)
+        ``x``: the projected features, modality-major ``(N, B, C[, L])``.
+        """
+        return [xi + _channel_view(b, xi.dim()) for xi, b in zip(x.unbind(0), self.b2.unbind(0))]
 
-    def prepare(self, x: Tensor) -> Tensor:
-        """The loop-invariant part of the second linear map: ``x + c2`` (computed once per solve)."""
-        return x + self.b2.view(self.bias_shape(x))
-
-    def forward(self, z: Tensor, x: Tensor, x_plus_b2: Tensor | None = None) -> Tensor:
-        if x_plus_b2 is None:
-            x_plus_b2 = self.prepare(x)
-        a = self.gn1(self._mix(z, self.w1, self.b1.view(self.bias_shape(z)))).relu_()
-        u = self.gn2(self._mix(a, self.w2, x_plus_b2))
-        return self.gn3(u.add_(z).relu_())
+    def forward(self, zs: Sequence[Tensor], x_plus_b2: Sequence[Tensor]) -> list[Tensor]:
+        """New states of every modality from their states ``zs`` and the prepared injections."""
+        w1, b1, w2 = self.w1.unbind(0), self.b1.unbind(0), self.w2.unbind(0)
+        (g1w, g1b), (g2w, g2b), (g3w, g3b) = (g.per_modality() for g in (self.gn1, self.gn2, self.gn3))
+        out = []
+        for i, z in enumerate(zs):
+            a = self.gn1(_lin_add(z, w1[i], _channel_view(b1[i], z.dim())), g1w[i], g1b[i]).relu_()
+            u = self.gn2(_lin_add(a, w2[i], x_plus_b2[i]), g2w[i], g2b[i])
+            out.append(self.gn3(u.add_(z).relu_(), g3w[i], g3b[i]))
+        return out
 
 
 class PurifyFuseBlock(nn.Module):
@@ -132,19 +153,37 @@ class PurifyFuseBlock(nn.Module):
             self.gate_bias.requires_grad_(False)
         self.norm = nn.GroupNorm(groups, c)
 
-    def forward(self, zu: Tensor, zf: Tensor, x_fuse: Tensor, mask: Tensor | None) -> Tensor:
-        """``zu``: new unimodal states (N, B, C[, L]); ``zf``: fused state (B, C[, L]); ``mask``: (N, B) or None."""
-        seq = zf.dim() == 3
-        if self.purify:
-            alpha = _lin(zu + zf, self.gate_weight, self.gate_bias, seq)
-            if self._squash is not None:
-                alpha = self._squash(alpha)
-            terms = zf * alpha
+    def prepare(self, x_fuse: Tensor) -> Tensor:
+        """The loop-invariant part of the combining map, ``x_fuse + c_f`` (once per solve)."""
+        return x_fuse + _channel_view(self.fuse_bias, x_fuse.dim())
+
+    def forward(self, zu: Sequence[Tensor], zf: Tensor, x_fuse_plus_cf: Tensor, mask: Tensor | None) -> Tensor:
+        """``zu``: the new unimodal states, one ``(B, C[, L])`` tensor per modality (already zero where absent);
+        ``zf``: the fused state; ``x_fuse_plus_cf``: :meth:`prepare`'s output; ``mask``: ``(N, B)`` or None."""
+        nd = zf.dim()
+        keep = None if mask is None else [_sample_view(m, nd) for m in mask.unbind(0)]
+        if self.purify and self._squash is None:
+            # the gate is affine, so sum_i m_i alpha_i = W_g (sum_i m_i z_i' + k z_f) + k c_g with k = sum_i m_i:
+            # one gate product for all modalities instead of one per modality
+            if keep is None:
+                s = torch.add(zu[0], zf, alpha=len(zu))
+                for zi in zu[1:]:
+                    s = s.add_(zi)
+                alpha = _lin_add(s, self.gate_weight, _channel_view(self.gate_bias, nd), beta=float(len(zu)))
+            else:
+                k = _sample_view(mask.sum(0), nd)
+                s = sum(zi * m for zi, m in zip(zu, keep)).addcmul_(zf, k)
+                alpha = _lin_add(s, self.gate_weight, k * _channel_view(self.gate_bias, nd))
+            combined = zf * alpha
+        elif self.purify:
+            combined = 0
+            for i, zi in enumerate(zu):
+                g = zf * self._squash(_lin(zi + zf, self.gate_weight, self.gate_bias, nd == 3))
+                combined = combined + (g if keep is None else g * keep[i])
         else:
-            terms = zu
-        if mask is not None:
-            terms = terms * mask.view(mask.shape + (1,) * (terms.dim() - 2))
-        u = _lin(terms.sum(0), self.fuse_weight, self.fuse_bias, seq) + x_fuse
+            combined = sum(zu if keep is None else (zi * m for zi, m in zip(zu, keep)))
+        u = _lin_add(combined, self.fuse_weight, x_fuse_plus_cf)
+        w, b = _channel_view(self.norm.weight, nd), _channel_view(self.norm.bias, nd)
         if self.norm_order == "relu_gn":
-            return self.norm(F.relu(u))
-        return F.relu(self.norm(u))
+            return torch.addcmul(b, F.group_norm(u.relu_(), self.norm.num_groups, eps=self.norm.eps), w)
+        return torch.addcmul(b, F.group_norm(u, self.norm.num_groups, eps=self.norm.eps), w).relu_()

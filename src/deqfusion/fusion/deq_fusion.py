@@ -192,26 +192,24 @@ class DEQFusion(FusionModule):
 
     def make_map(self, x: Tensor, x_fuse: Tensor, mask_nb: Tensor | None):
         """The joint map ``F`` on the packed state ``(B, S, d[, L])`` (S = N+1, or 1 without unimodal blocks)."""
-        n = self.num_modalities
-        mshape = None if mask_nb is None else mask_nb.shape + (1,) * (x.dim() - 2)
         x_plus_b2 = self.blocks.prepare(x) if self.unimodal else None
+        x_fuse_plus_cf = self.fusion.prepare(x_fuse)
+        keep = None if mask_nb is None else [m.view(-1, *([1] * (x.dim() - 2))) for m in mask_nb.unbind(0)]
+        inputs = x.unbind(0)
 
         def f(z: Tensor) -> Tensor:
-            zt = z.transpose(0, 1)  # modality-major view (S, B, d[, L]); batched matmuls read it without a copy
-            zf = zt[-1]
+            zs = z.unbind(1)  # strided views, one per slot; the matrix products read them in place
+            zf = zs[-1]
             if self.unimodal:
-                zu = self.blocks(zt[:n], x, x_plus_b2)
-                if mask_nb is not None:
-                    zu = zu * mask_nb.view(mshape)
+                zu = self.blocks(zs[:-1], x_plus_b2)
+                if keep is not None:
+                    zu = [zi * m for zi, m in zip(zu, keep)]
             else:
-                zu = x
-            zf_new = self.fusion(zu, zf, x_fuse, mask_nb)
+                zu = inputs
+            zf_new = self.fusion(zu, zf, x_fuse_plus_cf, mask_nb)
             if not self.unimodal:
                 return zf_new[:, None]
-            out = torch.empty_like(z)
-            out.transpose(0, 1)[:n].copy_(zu)
-            out[:, n].copy_(zf_new)
-            return out
+            return torch.stack(zu + [zf_new], dim=1)
 
         return f
 
