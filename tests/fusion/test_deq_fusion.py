@@ -342,3 +342,6 @@ def test_map_matches_the_spec_equations(kw):
     want = _spec_map(m, xs, z, mask)
     assert got.shape == want.shape
     assert torch.allclose(got, want, atol=1e-12, rtol=1e-10), (got - want).abs().max()
+    with torch.no_grad():  # the solvers' path: the blocks write into the packed output
+        got_nograd = f(z)
+    assert torch.allclose(got_nograd, want.detach(), atol=1e-12, rtol=1e-10)

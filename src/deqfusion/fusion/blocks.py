@@ -71,10 +71,11 @@ class ModalityGroupNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(num_modalities, channels))
         self.bias = nn.Parameter(torch.zeros(num_modalities, channels))
 
-    def forward(self, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        """Normalise ``x`` (``(B, C[, L])``) and apply modality ``i``'s ``weight[i]``, ``bias[i]``."""
+    def forward(self, x: Tensor, weight: Tensor, bias: Tensor, out: Tensor | None = None) -> Tensor:
+        """Normalise ``x`` (``(B, C[, L])``) and apply one modality's ``weight`` and ``bias`` (from
+        :meth:`per_modality`); ``out`` (outside autograd only) receives the result."""
         y = F.group_norm(x, self.groups, eps=1e-5)
-        return torch.addcmul(_channel_view(bias, x.dim()), y, _channel_view(weight, x.dim()))
+        return torch.addcmul(_channel_view(bias, x.dim()), y, _channel_view(weight, x.dim()), out=out)
 
     def per_modality(self) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
         return self.weight.unbind(0), self.bias.unbind(0)
@@ -107,16 +108,21 @@ class UnimodalBlocks(nn.Module):
         """
         return [xi + _channel_view(b, xi.dim()) for xi, b in zip(x.unbind(0), self.b2.unbind(0))]
 
-    def forward(self, zs: Sequence[Tensor], x_plus_b2: Sequence[Tensor]) -> list[Tensor]:
-        """New states of every modality from their states ``zs`` and the prepared injections."""
+    def forward(self, zs: Sequence[Tensor], x_plus_b2: Sequence[Tensor],
+                out: Sequence[Tensor] | None = None) -> list[Tensor]:
+        """New states of every modality from their states ``zs`` and the prepared injections.
+
+        ``out``: optional tensors (views of the caller's packed output) that receive the new states, which saves
+        a copy when gradients are not tracked (``out=`` is not differentiable).
+        """
         w1, b1, w2 = self.w1.unbind(0), self.b1.unbind(0), self.w2.unbind(0)
         (g1w, g1b), (g2w, g2b), (g3w, g3b) = (g.per_modality() for g in (self.gn1, self.gn2, self.gn3))
-        out = []
+        new = []
         for i, z in enumerate(zs):
             a = self.gn1(_lin_add(z, w1[i], _channel_view(b1[i], z.dim())), g1w[i], g1b[i]).relu_()
             u = self.gn2(_lin_add(a, w2[i], x_plus_b2[i]), g2w[i], g2b[i])
-            out.append(self.gn3(u.add_(z).relu_(), g3w[i], g3b[i]))
-        return out
+            new.append(self.gn3(u.add_(z).relu_(), g3w[i], g3b[i], out=None if out is None else out[i]))
+        return new
 
 
 class PurifyFuseBlock(nn.Module):
@@ -157,9 +163,11 @@ class PurifyFuseBlock(nn.Module):
         """The loop-invariant part of the combining map, ``x_fuse + c_f`` (once per solve)."""
         return x_fuse + _channel_view(self.fuse_bias, x_fuse.dim())
 
-    def forward(self, zu: Sequence[Tensor], zf: Tensor, x_fuse_plus_cf: Tensor, mask: Tensor | None) -> Tensor:
+    def forward(self, zu: Sequence[Tensor], zf: Tensor, x_fuse_plus_cf: Tensor, mask: Tensor | None,
+                out: Tensor | None = None) -> Tensor:
         """``zu``: the new unimodal states, one ``(B, C[, L])`` tensor per modality (already zero where absent);
-        ``zf``: the fused state; ``x_fuse_plus_cf``: :meth:`prepare`'s output; ``mask``: ``(N, B)`` or None."""
+        ``zf``: the fused state; ``x_fuse_plus_cf``: :meth:`prepare`'s output; ``mask``: ``(N, B)`` or None;
+        ``out``: optional tensor that receives the result (outside autograd only)."""
         nd = zf.dim()
         keep = None if mask is None else [_sample_view(m, nd) for m in mask.unbind(0)]
         if self.purify and self._squash is None:
@@ -185,5 +193,5 @@ class PurifyFuseBlock(nn.Module):
         u = _lin_add(combined, self.fuse_weight, x_fuse_plus_cf)
         w, b = _channel_view(self.norm.weight, nd), _channel_view(self.norm.bias, nd)
         if self.norm_order == "relu_gn":
-            return torch.addcmul(b, F.group_norm(u.relu_(), self.norm.num_groups, eps=self.norm.eps), w)
-        return torch.addcmul(b, F.group_norm(u, self.norm.num_groups, eps=self.norm.eps), w).relu_()
+            return torch.addcmul(b, F.group_norm(u.relu_(), self.norm.num_groups, eps=self.norm.eps), w, out=out)
+        return torch.addcmul(b, F.group_norm(u, self.norm.num_groups, eps=self.norm.eps), w, out=out).relu_()

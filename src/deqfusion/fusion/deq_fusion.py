@@ -200,13 +200,18 @@ class DEQFusion(FusionModule):
         def f(z: Tensor) -> Tensor:
             zs = z.unbind(1)  # strided views, one per slot; the matrix products read them in place
             zf = zs[-1]
+            # outside autograd (the solvers' evaluations) the blocks write straight into the packed output
+            packed = None if torch.is_grad_enabled() else torch.empty_like(z)
+            slots = None if packed is None else packed.unbind(1)
             if self.unimodal:
-                zu = self.blocks(zs[:-1], x_plus_b2)
+                zu = self.blocks(zs[:-1], x_plus_b2, out=slots)
                 if keep is not None:
-                    zu = [zi * m for zi, m in zip(zu, keep)]
+                    zu = [zi.mul_(m) if slots is not None else zi * m for zi, m in zip(zu, keep)]
             else:
                 zu = inputs
-            zf_new = self.fusion(zu, zf, x_fuse_plus_cf, mask_nb)
+            zf_new = self.fusion(zu, zf, x_fuse_plus_cf, mask_nb, out=None if slots is None else slots[-1])
+            if packed is not None:
+                return packed
             if not self.unimodal:
                 return zf_new[:, None]
             return torch.stack(zu + [zf_new], dim=1)
