@@ -59,6 +59,14 @@ def _logs(info) -> dict:
     return logs
 
 
+def _step_output(task, pred: Tensor, y: Tensor, info, lambda_jac: float, training: bool) -> StepOutput:
+    """Task loss plus, in training, the weighted Jacobian loss; the fusion's solver statistics as logs."""
+    total = task(pred, y)
+    if training and lambda_jac:
+        total = total + lambda_jac * info.jac_loss
+    return StepOutput(total, pred.detach(), y, _logs(info) if training else {})
+
+
 def feature_step_fn(modalities: Sequence[str], lambda_jac: float = 0.01, loss: str = "l1"):
     """Step function for :class:`~deqfusion.models.mosi_features.MosiFeatureModel` batches.
 
@@ -70,11 +78,7 @@ def feature_step_fn(modalities: Sequence[str], lambda_jac: float = 0.01, loss: s
 
     def step(model: nn.Module, batch: Mapping[str, Tensor], training: bool) -> StepOutput:
         pred, info = model({m: batch[m] for m in modalities})
-        y = batch["labels"]
-        total = task(pred, y)
-        if training and lambda_jac:
-            total = total + lambda_jac * info.jac_loss
-        return StepOutput(total, pred.detach(), y, _logs(info) if training else {})
+        return _step_output(task, pred, batch["labels"], info, lambda_jac, training)
 
     return step
 
@@ -87,11 +91,7 @@ def bert_step_fn(lambda_jac: float = 0.01, loss: str = "mse"):
     def step(model: nn.Module, batch: Mapping[str, Tensor], training: bool) -> StepOutput:
         pred, info = model(batch["input_ids"], batch["attention_mask"], batch["audio"],
                            batch.get("token_type_ids"))
-        y = batch["labels"]
-        total = task(pred, y)
-        if training and lambda_jac:
-            total = total + lambda_jac * info.jac_loss
-        return StepOutput(total, pred.detach(), y, _logs(info) if training else {})
+        return _step_output(task, pred, batch["labels"], info, lambda_jac, training)
 
     return step
 
