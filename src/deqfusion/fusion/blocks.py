@@ -21,21 +21,10 @@ GATE_ACTIVATIONS = {None: None, "none": None, "sigmoid": torch.sigmoid, "tanh": 
 FUSION_NORMS = ("relu_gn", "gn_relu")
 
 
-def _lin(x: Tensor, weight: Tensor, bias: Tensor | None, seq: bool) -> Tensor:
-    """Channel-mixing linear map with a shared weight (O, C).
-
-    ``seq=False``: channels are the last axis (``(..., C)``). ``seq=True``: channels are the second-to-last axis
-    (``(..., C, L)``), i.e. a 1x1 convolution.
-    """
-    if not seq:
-        return F.linear(x, weight, bias)
-    out = torch.matmul(weight, x)
-    return out if bias is None else out + bias[:, None]
-
-
 def _lin_add(x: Tensor, weight: Tensor, add: Tensor, beta: float = 1.0) -> Tensor:
-    """``weight x + beta * add`` for one modality's ``(B, C)`` or ``(B, C, L)`` state; ``add`` broadcasts against
-    the output (``(O,)`` or ``(B, O)`` for vectors, ``(O, 1)`` or ``(B, O, L)`` for sequences)."""
+    """Channel-mixing linear map plus a term: ``weight x + beta * add`` for a ``(B, C)`` tensor (a ``Linear``) or a
+    ``(B, C, L)`` one (a 1x1 convolution); ``add`` broadcasts against the output (``(O,)`` or ``(B, O)`` for
+    vectors, ``(O, 1)`` or ``(B, O, L)`` for sequences, e.g. a bias through :func:`_channel_view`)."""
     if x.dim() == 2:
         return torch.addmm(add, x, weight.t(), beta=beta)
     out = torch.matmul(weight, x)
@@ -71,14 +60,11 @@ class ModalityGroupNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(num_modalities, channels))
         self.bias = nn.Parameter(torch.zeros(num_modalities, channels))
 
-    def forward(self, x: Tensor, weight: Tensor, bias: Tensor, out: Tensor | None = None) -> Tensor:
-        """Normalise ``x`` (``(B, C[, L])``) and apply one modality's ``weight`` and ``bias`` (from
-        :meth:`per_modality`); ``out`` (outside autograd only) receives the result."""
+    def forward(self, x: Tensor, i: int, out: Tensor | None = None) -> Tensor:
+        """Normalise modality ``i``'s state ``x`` (``(B, C[, L])``) and apply its affine parameters; ``out``
+        (outside autograd only) receives the result."""
         y = F.group_norm(x, self.groups, eps=1e-5)
-        return torch.addcmul(_channel_view(bias, x.dim()), y, _channel_view(weight, x.dim()), out=out)
-
-    def per_modality(self) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-        return self.weight.unbind(0), self.bias.unbind(0)
+        return torch.addcmul(_channel_view(self.bias[i], x.dim()), y, _channel_view(self.weight[i], x.dim()), out=out)
 
 
 class UnimodalBlocks(nn.Module):
@@ -116,12 +102,11 @@ class UnimodalBlocks(nn.Module):
         a copy when gradients are not tracked (``out=`` is not differentiable).
         """
         w1, b1, w2 = self.w1.unbind(0), self.b1.unbind(0), self.w2.unbind(0)
-        (g1w, g1b), (g2w, g2b), (g3w, g3b) = (g.per_modality() for g in (self.gn1, self.gn2, self.gn3))
         new = []
         for i, z in enumerate(zs):
-            a = self.gn1(_lin_add(z, w1[i], _channel_view(b1[i], z.dim())), g1w[i], g1b[i]).relu_()
-            u = self.gn2(_lin_add(a, w2[i], x_plus_b2[i]), g2w[i], g2b[i])
-            new.append(self.gn3(u.add_(z).relu_(), g3w[i], g3b[i], out=None if out is None else out[i]))
+            a = self.gn1(_lin_add(z, w1[i], _channel_view(b1[i], z.dim())), i).relu_()
+            u = self.gn2(_lin_add(a, w2[i], x_plus_b2[i]), i)
+            new.append(self.gn3(u.add_(z).relu_(), i, out=None if out is None else out[i]))
         return new
 
 
@@ -163,13 +148,13 @@ class PurifyFuseBlock(nn.Module):
         """The loop-invariant part of the combining map, ``x_fuse + c_f`` (once per solve)."""
         return x_fuse + _channel_view(self.fuse_bias, x_fuse.dim())
 
-    def forward(self, zu: Sequence[Tensor], zf: Tensor, x_fuse_plus_cf: Tensor, mask: Tensor | None,
+    def forward(self, zu: Sequence[Tensor], zf: Tensor, x_fuse_plus_cf: Tensor, keep: Sequence[Tensor] | None,
                 out: Tensor | None = None) -> Tensor:
         """``zu``: the new unimodal states, one ``(B, C[, L])`` tensor per modality (already zero where absent);
-        ``zf``: the fused state; ``x_fuse_plus_cf``: :meth:`prepare`'s output; ``mask``: ``(N, B)`` or None;
-        ``out``: optional tensor that receives the result (outside autograd only)."""
+        ``zf``: the fused state; ``x_fuse_plus_cf``: :meth:`prepare`'s output; ``keep``: None (all present) or one
+        presence multiplier per modality, shaped by :func:`_sample_view`; ``out``: optional tensor that receives
+        the result (outside autograd only)."""
         nd = zf.dim()
-        keep = None if mask is None else [_sample_view(m, nd) for m in mask.unbind(0)]
         if self.purify and self._squash is None:
             # the gate is affine, so sum_i m_i alpha_i = W_g (sum_i m_i z_i' + k z_f) + k c_g with k = sum_i m_i:
             # one gate product for all modalities instead of one per modality
@@ -179,14 +164,14 @@ class PurifyFuseBlock(nn.Module):
                     s = s.add_(zi)
                 alpha = _lin_add(s, self.gate_weight, _channel_view(self.gate_bias, nd), beta=float(len(zu)))
             else:
-                k = _sample_view(mask.sum(0), nd)
+                k = sum(keep)
                 s = sum(zi * m for zi, m in zip(zu, keep)).addcmul_(zf, k)
                 alpha = _lin_add(s, self.gate_weight, k * _channel_view(self.gate_bias, nd))
             combined = zf * alpha
         elif self.purify:
             combined = 0
             for i, zi in enumerate(zu):
-                g = zf * self._squash(_lin(zi + zf, self.gate_weight, self.gate_bias, nd == 3))
+                g = zf * self._squash(_lin_add(zi + zf, self.gate_weight, _channel_view(self.gate_bias, nd)))
                 combined = combined + (g if keep is None else g * keep[i])
         else:
             combined = sum(zu if keep is None else (zi * m for zi, m in zip(zu, keep)))

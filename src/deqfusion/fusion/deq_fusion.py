@@ -29,7 +29,7 @@ from ..deq.jacobian import jac_frobenius_sq
 from ..deq.result import FusionInfo, SolverResult, zero_loss
 from ..errors import DEQDivergenceError
 from .base import FusionModule
-from .blocks import FUSION_NORMS, PurifyFuseBlock, UnimodalBlocks, _init_linear_, _lin
+from .blocks import FUSION_NORMS, PurifyFuseBlock, UnimodalBlocks, _channel_view, _init_linear_, _lin_add, _sample_view
 from .registry import register_fusion
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class _Projection(nn.Module):
         _init_linear_(self.weight, self.bias, in_dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return _lin(x, self.weight, self.bias, seq=x.dim() == 3)
+        return _lin_add(x, self.weight, _channel_view(self.bias, x.dim()))
 
 
 @register_fusion("deq")
@@ -194,7 +194,7 @@ class DEQFusion(FusionModule):
         """The joint map ``F`` on the packed state ``(B, S, d[, L])`` (S = N+1, or 1 without unimodal blocks)."""
         x_plus_b2 = self.blocks.prepare(x) if self.unimodal else None
         x_fuse_plus_cf = self.fusion.prepare(x_fuse)
-        keep = None if mask_nb is None else [m.view(-1, *([1] * (x.dim() - 2))) for m in mask_nb.unbind(0)]
+        keep = None if mask_nb is None else [_sample_view(m, x.dim() - 1) for m in mask_nb.unbind(0)]
         inputs = x.unbind(0)
 
         def f(z: Tensor) -> Tensor:
@@ -209,7 +209,7 @@ class DEQFusion(FusionModule):
                     zu = [zi.mul_(m) if slots is not None else zi * m for zi, m in zip(zu, keep)]
             else:
                 zu = inputs
-            zf_new = self.fusion(zu, zf, x_fuse_plus_cf, mask_nb, out=None if slots is None else slots[-1])
+            zf_new = self.fusion(zu, zf, x_fuse_plus_cf, keep, out=None if slots is None else slots[-1])
             if packed is not None:
                 return packed
             if not self.unimodal:
