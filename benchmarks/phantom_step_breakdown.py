@@ -13,18 +13,12 @@ from __future__ import annotations
 import argparse
 
 import torch
-from _report import report  # benchmarks/_report.py, beside this script
+from _report import add_common_args, fastest, report  # benchmarks/_report.py, beside this script
 
 from deqfusion import DEQFusion
-from deqfusion.benchmarking.step import make_inputs, scale_fusion_weights_, time_call
+from deqfusion.benchmarking.step import make_inputs, scale_fusion_weights_
 from deqfusion.deq.jacobian import jac_frobenius_sq
 from deqfusion.deq.solvers import solve
-
-CPU = torch.device("cpu")
-
-
-def _fastest(fn, repeats: int) -> float:
-    return min(time_call(fn, CPU, repeats))
 
 
 def main(argv=None) -> int:
@@ -32,9 +26,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=612)
     p.add_argument("--width", type=int, default=500)
     p.add_argument("--modalities", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", help="also write the JSON here")
+    add_common_args(p, repeats=5)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -66,11 +58,11 @@ def main(argv=None) -> int:
 
     row = {
         "forward_steps": int(res.nstep),
-        "forward_solve_s": _fastest(lambda: solve(f, z0, max_iter=105, tol=1e-4), args.repeats),
-        "eval_backward_s": _fastest(lambda: eval_backward(0), args.repeats),
-        "eval_backward_jac1_s": _fastest(lambda: eval_backward(1), args.repeats),
-        "eval_backward_jac2_s": _fastest(lambda: eval_backward(2), args.repeats),
-        "full_step_s": _fastest(step, args.repeats),
+        "forward_solve_s": fastest(lambda: solve(f, z0, max_iter=105, tol=1e-4), args.repeats),
+        "eval_backward_s": fastest(lambda: eval_backward(0), args.repeats),
+        "eval_backward_jac1_s": fastest(lambda: eval_backward(1), args.repeats),
+        "eval_backward_jac2_s": fastest(lambda: eval_backward(2), args.repeats),
+        "full_step_s": fastest(step, args.repeats),
     }
     row["per_probe_s"] = (row["eval_backward_jac2_s"] - row["eval_backward_s"]) / 2
     out = {"batch": args.batch, "width": args.width, "modalities": args.modalities, "threads": args.threads,

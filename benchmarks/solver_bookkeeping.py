@@ -15,17 +15,11 @@ import argparse
 import platform
 
 import torch
-from _report import report  # benchmarks/_report.py, beside this script
+from _report import add_common_args, fastest, report  # benchmarks/_report.py, beside this script
 
-from deqfusion.benchmarking.step import time_call
 from deqfusion.deq.solvers import solve
 
-CPU = torch.device("cpu")
 SHAPES = {"brca": (612, 4 * 500), "mmimdb": (256, 3 * 512), "mosi_maps": (24, 3 * 50 * 50)}
-
-
-def _fastest(fn, repeats: int) -> float:
-    return min(time_call(fn, CPU, repeats))
 
 
 def main(argv=None) -> int:
@@ -33,9 +27,7 @@ def main(argv=None) -> int:
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     p.add_argument("--solvers", nargs="+", default=["anderson", "broyden", "fixed_point_iter"])
     p.add_argument("--iters", type=int, default=40)
-    p.add_argument("--repeats", type=int, default=9)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", help="also write the JSON here")
+    add_common_args(p, repeats=9)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
@@ -52,9 +44,9 @@ def main(argv=None) -> int:
             for _ in range(args.iters):
                 f(z0)
 
-        t_eval = _fastest(evals, args.repeats) / args.iters
+        t_eval = fastest(evals, args.repeats) / args.iters
         for solver in args.solvers:
-            t = _fastest(lambda z0=z0, f=f, solver=solver: solve(f, z0, solver=solver, max_iter=args.iters, tol=0.0),
+            t = fastest(lambda z0=z0, f=f, solver=solver: solve(f, z0, solver=solver, max_iter=args.iters, tol=0.0),
                         args.repeats)
             rows.append({"shape": name, "batch": bsz, "state": n, "solver": solver, "iters": args.iters,
                          "ms_per_iteration": t / args.iters * 1e3, "map_ms": t_eval * 1e3,

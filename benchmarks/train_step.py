@@ -16,7 +16,7 @@ import platform
 import sys
 
 import torch
-from _report import report  # benchmarks/_report.py, beside this script
+from _report import add_common_args, report  # benchmarks/_report.py, beside this script
 
 from deqfusion.benchmarking.step import solver_overhead, train_step_benchmark
 
@@ -26,13 +26,11 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=612)
     p.add_argument("--width", type=int, default=500)
     p.add_argument("--modalities", type=int, default=3)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=5)
+    add_common_args(p, repeats=5)
     p.add_argument("--states", nargs="+", default=["default", "contractive"], choices=["default", "contractive"])
     p.add_argument("--configs", nargs="+", default=["implicit", "phantom", "full-budget"],
                    choices=["implicit", "phantom", "full-budget"])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default=None, help="also write the JSON here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     configs = {
