@@ -153,3 +153,63 @@ def test_best_iterate_is_kept_per_sample_in_a_mixed_batch(name):
     assert torch.allclose((res.fz - res.z).norm(dim=1), res.abs_residual, atol=1e-12)
     assert torch.equal(res.abs_residual, res.abs_trace.min(0).values)
     assert torch.allclose(res.z[:3], c.expand(3, 4) / (1 - a[:3]), atol=1e-6)
+
+
+@pytest.mark.parametrize("m", [1, 2, 6])
+def test_anderson_returns_a_best_iterate_older_than_its_memory(m):
+    # a map whose residual per sample follows a set schedule (it is a different map at each call, which is all
+    # this bookkeeping test needs): each sample's best iterate is at a known call, for most of them more than m
+    # calls before the last, i.e. already gone from the solver's history when the solve ends
+    schedules = torch.tensor([
+        [1.0, 0.5, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0],  # best at call 2
+        [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.01],  # best at the last call
+        [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4],  # best at the start
+        [0.9, 0.8, 0.7, 0.6, 0.5, 0.04, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99],  # best at call 5
+    ], dtype=torch.float64)
+    d = torch.randn(4, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    seen = []
+
+    def f(z):
+        k = len(seen)
+        fz = z + schedules[:, k, None] * d  # residual ||fz - z|| = schedule * ||d||
+        seen.append((z.clone(), fz.clone()))
+        return fz
+
+    res = anderson(f, torch.zeros(4, 7, dtype=torch.float64), max_iter=12, tol=0.0, m=m, stop_mode="abs")
+    assert res.nstep == 12
+    best = [2, 11, 0, 5]
+    for b, k in enumerate(best):
+        assert torch.equal(res.z[b], seen[k][0][b]), (b, k)
+        assert torch.equal(res.fz[b], seen[k][1][b]), (b, k)
+    assert torch.equal(res.abs_residual, res.abs_trace.min(0).values)
+
+
+class _OutMap:
+    """An affine map that can write into a given buffer (the ACCEPTS_OUT protocol), or pretends to and does not."""
+
+    accepts_out = True
+
+    def __init__(self, honour_out: bool):
+        f, self.z_star = affine_problem(bsz=4, n=9, dtype=torch.float32)
+        self.f, self.honour_out, self.outs = f, honour_out, 0
+
+    def __call__(self, z, out=None):
+        if out is None or not self.honour_out:
+            return self.f(z)
+        self.outs += 1
+        return torch.add(self.f(z), 0, out=out)
+
+
+@pytest.mark.parametrize("honour_out", [True, False])
+def test_anderson_with_maps_that_write_into_its_buffers(honour_out):
+    fmap = _OutMap(honour_out)
+    z0 = torch.zeros_like(fmap.z_star)
+    res = anderson(fmap, z0, max_iter=40, tol=1e-6)
+    plain = anderson(fmap.f, z0, max_iter=40, tol=1e-6)
+    assert res.status == "converged" and res.nstep == plain.nstep
+    assert torch.equal(res.z, plain.z) and torch.equal(res.fz, plain.fz)
+    assert fmap.outs == (res.nstep if honour_out else 0)
+    # the result does not share memory with the solver's buffers (a later solve must not change it)
+    z_before = res.z.clone()
+    anderson(fmap, z0 + 1, max_iter=5, tol=0.0)
+    assert torch.equal(res.z, z_before)

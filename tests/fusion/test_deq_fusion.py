@@ -5,6 +5,7 @@ import torch
 from torch.nn.functional import cosine_similarity
 
 from deqfusion import DEQFusion, UnrolledFusion, build_fusion
+from deqfusion.deq.solvers import ACCEPTS_OUT
 from deqfusion.errors import DEQDivergenceError
 
 TIGHT = dict(f_tol=1e-13, f_max_iter=400, b_tol=1e-13, b_max_iter=400)
@@ -344,4 +345,8 @@ def test_map_matches_the_spec_equations(kw):
     assert torch.allclose(got, want, atol=1e-12, rtol=1e-10), (got - want).abs().max()
     with torch.no_grad():  # the solvers' path: the blocks write into the packed output
         got_nograd = f(z)
+        buf = torch.full_like(z, float("nan"))
+        into = f(z, out=buf)  # Anderson's path: into the solver's buffer (solvers.ACCEPTS_OUT)
     assert torch.allclose(got_nograd, want.detach(), atol=1e-12, rtol=1e-10)
+    assert into.data_ptr() == buf.data_ptr() and torch.equal(buf, got_nograd)
+    assert getattr(f, ACCEPTS_OUT)

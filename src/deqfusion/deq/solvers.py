@@ -31,7 +31,13 @@ Func = Callable[[Tensor], Tensor]
 
 EPS = 1e-9
 
-__all__ = ["anderson", "broyden", "fixed_point_iter", "solve", "get_solver", "SOLVERS", "SolverResult"]
+#: Name of the attribute by which a map says it can be called as ``f(z, out=buffer)``: it then writes ``f(z)``
+#: into ``buffer`` (a contiguous tensor of ``z``'s shape that does not overlap ``z``) and returns it. Solvers that keep
+#: their evaluations in buffers of their own (Anderson) then skip a copy per iteration. A map may ignore ``out``
+#: and return another tensor (e.g. under autograd); its value is then copied.
+ACCEPTS_OUT = "accepts_out"
+
+__all__ = ["ACCEPTS_OUT", "anderson", "broyden", "fixed_point_iter", "solve", "get_solver", "SOLVERS", "SolverResult"]
 
 
 class _Tracker:
@@ -59,10 +65,10 @@ class _Tracker:
         self.rel_trace: list[Tensor] = []
         self.nstep = 0
 
-    def update(self, x: Tensor, fx: Tensor, abs_res: Tensor | None = None) -> Tensor:
-        """Record the iterate ``x`` (flattened, (B, n)), ``f(x)`` and optionally ``||f(x) - x||`` per sample.
+    def _record(self, x: Tensor, fx: Tensor, abs_res: Tensor | None) -> tuple[Tensor, Tensor, int]:
+        """Residuals, traces and best residuals for the iterate ``x`` (flattened, (B, n)) and ``f(x)``.
 
-        Returns the per-sample mask of finite evaluations.
+        Returns the per-sample masks of finite evaluations and of improved samples, and the number improved.
         """
         self.nstep += 1
         if abs_res is None:
@@ -80,11 +86,24 @@ class _Tracker:
         best_crit = self.best_rel if self.stop_mode == "rel" else self.best_abs
         better = crit < best_crit
         n_better = int(better.sum())
+        if n_better == self.bsz:
+            self.best_abs, self.best_rel = abs_res, rel_res
+        elif n_better:
+            self.best_abs = torch.where(better, abs_res, self.best_abs)
+            self.best_rel = torch.where(better, rel_res, self.best_rel)
+        return finite, better, n_better
+
+    def update(self, x: Tensor, fx: Tensor, abs_res: Tensor | None = None) -> Tensor:
+        """Record the iterate ``x`` (flattened, (B, n)), ``f(x)`` and optionally ``||f(x) - x||`` per sample.
+
+        Returns the per-sample mask of finite evaluations.
+        """
+        finite, better, n_better = self._record(x, fx, abs_res)
         # iterates are fresh tensors that the solvers never modify in place, so when every sample improved the
         # best ones are kept by reference; a partial improvement copies only the improved rows, into buffers this
         # tracker owns (a referenced iterate is cloned once before its first in-place update)
         if n_better == self.bsz:
-            self.best_z, self.best_fz, self.best_abs, self.best_rel = x, fx, abs_res, rel_res
+            self.best_z, self.best_fz = x, fx
             self._owned = False
         elif n_better:
             if not self._owned:
@@ -93,8 +112,6 @@ class _Tracker:
             idx = better.nonzero()[:, 0]
             self.best_z.index_copy_(0, idx, x.index_select(0, idx))
             self.best_fz.index_copy_(0, idx, fx.index_select(0, idx))
-            self.best_abs = torch.where(better, abs_res, self.best_abs)
-            self.best_rel = torch.where(better, rel_res, self.best_rel)
         return finite
 
     def done(self) -> bool:
@@ -135,6 +152,57 @@ class _Tracker:
         )
 
 
+class _RingTracker(_Tracker):
+    """A tracker for a solver that keeps its recent iterates in ring buffers (Anderson).
+
+    ``X`` and ``F`` are slot-major ``(m, B, n)`` buffers in which iteration ``k`` lives in slot ``k % m``. The best
+    iterate of each sample is kept as the iteration it came from (no copy) while that iteration is still in the
+    buffers; the solver calls :meth:`release` before a slot is overwritten, which copies out only the rows whose
+    best iterate is about to go.
+    """
+
+    def __init__(self, z0: Tensor, tol: float, stop_mode: str, name: str, X: Tensor, F: Tensor):
+        super().__init__(z0, tol, stop_mode, name)
+        self.X, self.F = X, F
+        self.best_k = torch.full((self.bsz,), -1, dtype=torch.long, device=z0.device)
+
+    def update_slot(self, k: int, abs_res: Tensor) -> Tensor:
+        """Record iteration ``k`` (its iterate and evaluation are in slot ``k % m``); returns the finite mask."""
+        slot = k % self.X.shape[0]
+        finite, better, n_better = self._record(self.X[slot], self.F[slot], abs_res)
+        if n_better:
+            self.best_k.masked_fill_(better, k)
+        return finite
+
+    def release(self, k: int) -> None:
+        """Iteration ``k``'s slot is about to be overwritten: copy out the rows whose best iterate it holds."""
+        if k < 0:
+            return
+        hit = self.best_k == k
+        if bool(hit.any()):
+            idx = hit.nonzero()[:, 0]
+            slot = k % self.X.shape[0]
+            self.best_z.index_copy_(0, idx, self.X[slot].index_select(0, idx))
+            self.best_fz.index_copy_(0, idx, self.F[slot].index_select(0, idx))
+            self.best_k.index_fill_(0, idx, -1)
+
+    def best(self) -> tuple[Tensor, Tensor]:
+        """The best iterate and its evaluation of every sample, as new tensors (the buffers are not changed)."""
+        live = self.best_k >= 0
+        if not bool(live.any()):
+            return self.best_z.clone(), self.best_fz.clone()
+        rows = torch.arange(self.bsz, device=self.best_k.device)
+        slots = self.best_k.clamp_min(0) % self.X.shape[0]
+        keep = live[:, None]
+        return (torch.where(keep, self.X[slots, rows], self.best_z),
+                torch.where(keep, self.F[slots, rows], self.best_fz))
+
+    def result(self) -> SolverResult:
+        self.best_z, self.best_fz = self.best()
+        self.best_k.fill_(-1)
+        return super().result()
+
+
 def _flat(f: Func, shape: torch.Size) -> Func:
     bsz = shape[0]
     return lambda x: f(x.reshape(shape)).reshape(bsz, -1)
@@ -167,6 +235,17 @@ def fixed_point_iter(
     return tr.result()
 
 
+def _evaluate_into(f: Func, x: Tensor, out: Tensor, shape: torch.Size, write_out: bool) -> None:
+    """``out <- f(x)`` for flattened ``(B, n)`` tensors; a map that accepts ``out=`` writes there itself."""
+    if write_out:
+        r = f(x.view(shape), out=out.view(shape))
+        if r.data_ptr() == out.data_ptr() and r.is_contiguous():
+            return
+    else:
+        r = f(x.view(shape))
+    out.copy_(r.reshape(out.shape))
+
+
 @torch.no_grad()
 def anderson(
     f: Func, z0: Tensor, max_iter: int = 105, tol: float = 1e-4, stop_mode: str = "rel", m: int = 6,
@@ -182,19 +261,26 @@ def anderson(
     weights ``alpha`` (summing to one) that minimise ``||sum_j alpha_j (f(x_j) - x_j)||``, then steps to
     ``sum_j alpha_j (f(x_j) - (1 - beta) (f(x_j) - x_j))``. The Gram matrix of the residual history is updated one
     row per iteration. Samples whose system is singular or non-finite take a plain fixed-point step instead.
+
+    The iterates, their evaluations and their residuals live in three ring buffers of ``m`` slots; the mixing step
+    writes the next iterate straight into its slot, and a map with a true attribute ``accepts_out`` is called as
+    ``f(z, out=buffer)`` and writes its value there (see :data:`ACCEPTS_OUT`), so an iteration copies no state.
     """
     _check_budget(max_iter)
     if m < 1:
         raise ValueError(f"Anderson memory m must be >= 1, got {m}")
     bsz = z0.shape[0]
-    ff = _flat(f, z0.shape)
-    tr = _Tracker(z0, tol, stop_mode, "anderson")
-    x = z0.reshape(bsz, -1)
-    n = x.shape[1]
-    dev, dt = x.device, x.dtype
-    # history buffers, slot-major so that writing one slot is a contiguous copy; only written slots are ever read
+    shape = z0.shape
+    write_out = bool(getattr(f, ACCEPTS_OUT, False))
+    z0f = z0.reshape(bsz, -1)
+    n = z0f.shape[1]
+    dev, dt = z0.device, z0.dtype
+    # ring buffers, slot-major so that one slot is one contiguous (B, n) block; only written slots are ever read
+    X = torch.empty(m, bsz, n, device=dev, dtype=dt)  # x_j
     F = torch.empty(m, bsz, n, device=dev, dtype=dt)  # f(x_j)
     G = torch.empty(m, bsz, n, device=dev, dtype=dt)  # f(x_j) - x_j
+    X[0].copy_(z0f)
+    tr = _RingTracker(z0, tol, stop_mode, "anderson", X, F)
     gram = torch.zeros(bsz, m, m, device=dev, dtype=dt)
     # bordered system [[0, 1^T], [1, G G^T + lam I]] [nu, alpha] = [1, 0]
     H = torch.zeros(bsz, m + 1, m + 1, device=dev, dtype=dt)
@@ -202,7 +288,6 @@ def anderson(
     H[:, 1:, 0] = 1
     rhs = torch.zeros(bsz, m + 1, 1, device=dev, dtype=dt)
     rhs[:, 0] = 1
-    eye = torch.eye(m, device=dev, dtype=dt)
 
     def gram_row(g: Tensor, h: int) -> Tensor:
         # (B, 1, n) x (B, n, h): <g, g_j> for the h stored residuals; this orientation of the batched product is
@@ -210,38 +295,44 @@ def anderson(
         return torch.bmm(g[:, None], G[:h].permute(1, 2, 0))[:, 0]
 
     for k in range(int(max_iter)):
-        fx = ff(x)
         slot = k % m
         h = min(k + 1, m)
+        x, fx = X[slot], F[slot]
+        _evaluate_into(f, x, fx, shape, write_out)
         g = torch.sub(fx, x, out=G[slot])
         row = gram_row(g, h)  # row[:, slot] = ||g||^2, so the tracker needs no separate norm
-        finite = tr.update(x, fx, abs_res=row[:, slot].clamp_min(0).sqrt())
+        finite = tr.update_slot(k, row[:, slot].clamp_min(0).sqrt())
         if tr.done():
             break
         if not bool(finite.all()):
             # a non-finite evaluation never enters the history: that sample restarts from its best iterate
-            fx = torch.where(finite[:, None], fx, tr.best_fz)
-            G[slot] = torch.where(finite[:, None], g, tr.best_fz - tr.best_z)
-            row = gram_row(G[slot], h)
-        F[slot] = fx
+            best_z, best_fz = tr.best()
+            keep = finite[:, None]
+            fx.copy_(torch.where(keep, fx, best_fz))
+            g.copy_(torch.where(keep, g, best_fz - best_z))
+            row = gram_row(g, h)
         gram[:, slot, :h] = row
         gram[:, :h, slot] = row
+        block = H[:, 1 : h + 1, 1 : h + 1]
+        block.copy_(gram[:, :h, :h])
+        diag = block.diagonal(dim1=1, dim2=2)
         if lam_relative:
-            scale = gram[:, :h, :h].diagonal(dim1=1, dim2=2).mean(1).clamp_min(torch.finfo(dt).tiny)
-            reg = (lam * scale)[:, None, None] * eye[:h, :h]
+            diag.add_((lam * diag.mean(1).clamp_min(torch.finfo(dt).tiny))[:, None])
         else:
-            reg = lam * eye[:h, :h]
-        H[:, 1 : h + 1, 1 : h + 1] = gram[:, :h, :h] + reg
+            diag.add_(lam)
         sol, info = torch.linalg.solve_ex(H[:, : h + 1, : h + 1], rhs[:, : h + 1])
         alpha = sol[:, 1 : h + 1, 0]
-        ok = (info == 0) & torch.isfinite(alpha).all(1)
-        if not bool(ok.all()):
+        if bool(info.any()) or not bool(torch.isfinite(alpha).all()):
+            ok = (info == 0) & torch.isfinite(alpha).all(1)
             fallback = torch.zeros_like(alpha)
             fallback[:, slot] = 1  # the newest entry alone: x <- f(x)
             alpha = torch.where(ok[:, None], alpha, fallback)
-        x = torch.bmm(alpha[:, None], F[:h].transpose(0, 1))[:, 0]
+        # the next iterate goes into the slot of iteration k + 1 - m, whose best rows are copied out first
+        tr.release(k + 1 - m)
+        x_next = X[(k + 1) % m]
+        torch.bmm(alpha[:, None], F[:h].transpose(0, 1), out=x_next.view(bsz, 1, n))
         if beta != 1.0:
-            x = x - (1 - beta) * torch.bmm(alpha[:, None], G[:h].transpose(0, 1))[:, 0]
+            x_next.sub_(torch.bmm(alpha[:, None], G[:h].transpose(0, 1))[:, 0], alpha=1 - beta)
     return tr.result()
 
 

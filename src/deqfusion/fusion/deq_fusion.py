@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from ..deq.backward import B_MODES, deq_forward, unrolled_forward
 from ..deq.jacobian import jac_frobenius_sq
 from ..deq.result import FusionInfo, SolverResult, zero_loss
+from ..deq.solvers import ACCEPTS_OUT
 from ..errors import DEQDivergenceError
 from .base import FusionModule
 from .blocks import FUSION_NORMS, PurifyFuseBlock, UnimodalBlocks, _channel_view, _init_linear_, _lin_add, _sample_view
@@ -197,11 +198,12 @@ class DEQFusion(FusionModule):
         keep = None if mask_nb is None else [_sample_view(m, x.dim() - 1) for m in mask_nb.unbind(0)]
         inputs = x.unbind(0)
 
-        def f(z: Tensor) -> Tensor:
+        def f(z: Tensor, out: Tensor | None = None) -> Tensor:
             zs = z.unbind(1)  # strided views, one per slot; the matrix products read them in place
             zf = zs[-1]
-            # outside autograd (the solvers' evaluations) the blocks write straight into the packed output
-            packed = None if torch.is_grad_enabled() else torch.empty_like(z)
+            # outside autograd (the solvers' evaluations) the blocks write straight into the packed output, which
+            # may be a buffer of the solver's (``out``)
+            packed = None if torch.is_grad_enabled() else (torch.empty_like(z) if out is None else out)
             slots = None if packed is None else packed.unbind(1)
             if self.unimodal:
                 zu = self.blocks(zs[:-1], x_plus_b2, out=slots)
@@ -216,6 +218,7 @@ class DEQFusion(FusionModule):
                 return zf_new[:, None]
             return torch.stack(zu + [zf_new], dim=1)
 
+        setattr(f, ACCEPTS_OUT, True)
         return f
 
     def initial_state(self, x_fuse: Tensor) -> Tensor:
