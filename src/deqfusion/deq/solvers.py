@@ -191,6 +191,10 @@ class _RingTracker(_Tracker):
         live = self.best_k >= 0
         if not bool(live.any()):
             return self.best_z.clone(), self.best_fz.clone()
+        k_lo, k_hi = int(self.best_k.min()), int(self.best_k.max())
+        if k_lo == k_hi:  # one iteration is every sample's best (the usual end of a converging solve)
+            slot = k_hi % self.X.shape[0]
+            return self.X[slot].clone(), self.F[slot].clone()
         rows = torch.arange(self.bsz, device=self.best_k.device)
         slots = self.best_k.clamp_min(0) % self.X.shape[0]
         keep = live[:, None]
