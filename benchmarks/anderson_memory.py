@@ -52,14 +52,15 @@ def main(argv=None) -> int:
                 res = anderson(f, z0, max_iter=105, tol=1e-4, m=m, lam=1e-4)
                 rows.append({"state": state, "m": m, "forward_steps": int(res.nstep), "status": res.status,
                              "rel_residual_max": float(res.rel_residual.max()),
-                             "rel_residual_mean": float(res.rel_residual.mean()), "bookkeeping_fraction": []})
+                             "rel_residual_mean": float(res.rel_residual.mean()), "bookkeeping_fraction": [],
+                             "feval_ms": [], "iteration_ms": []})
     for _ in range(args.rounds):
         for row in rows:
             o = solver_overhead(**shape, weight_scale=STATES[row["state"]], repeats=args.repeats,
                                 anderson_m=row["m"])
             row["bookkeeping_fraction"].append(o["bookkeeping_fraction"])
-            row.setdefault("feval_ms", []).append(o["feval_ms"])
-            row.setdefault("iteration_ms", []).append(o["iteration_ms"])
+            row["feval_ms"].append(o["feval_ms"])
+            row["iteration_ms"].append(o["iteration_ms"])
     for row in rows:
         row["bookkeeping_fraction_median"] = statistics.median(row["bookkeeping_fraction"])
     report({"torch": torch.__version__, "threads": args.threads, **shape, "results": rows}, args.out)

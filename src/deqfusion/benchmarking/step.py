@@ -147,8 +147,8 @@ def solver_overhead(batch: int = 612, width: int = 500, modalities: int = 3, see
     of the solver's own work (history, residuals, mixing) relative to evaluating the map. The solve runs with
     ``tol=0`` so that it spends exactly ``iters`` iterations. ``iters`` plain evaluations and one solve are timed
     alternately, ``repeats`` times, and the fastest of each is used, so that a slow spell of a shared machine does
-    not land on one side only. The plain evaluations write into a preallocated buffer, as the solver's do
-    (Anderson hands DEQFusion's map its history slot), so the difference is the solver's own work.
+    not land on one side only. For Anderson, which hands DEQFusion's map a slot of its history to write into,
+    the plain evaluations also write into a preallocated buffer, so the difference is the solver's own work.
     """
     device = torch.device(device)
     torch.manual_seed(seed)
@@ -162,11 +162,11 @@ def solver_overhead(batch: int = 612, width: int = 500, modalities: int = 3, see
         f = m.make_map(x, x_fuse, mask)
         z0 = m.initial_state(x_fuse)
         z = f(f(z0))
-        buf = torch.empty_like(z)
+        out_kw = {"out": torch.empty_like(z)} if solver == "anderson" else {}
 
         def evals():
             for _ in range(iters):
-                f(z, out=buf)
+                f(z, **out_kw)
 
         def run_solve():
             solve(f, z0, solver=solver, max_iter=iters, tol=0.0, **kw)
