@@ -32,10 +32,10 @@ from tqdm.auto import tqdm
 
 from ..benchmarking.step import train_step_benchmark
 from ..errors import DEQDivergenceError, UserError
+from ..experiments.fusion_spec import check_options, parse_fusion_spec
 from ..fusion.registry import available_fusions
 from ..training.checkpoint import atomic_write_json
 from ..training.results import markdown_table, write_csv, write_json
-from .omics import parse_fusion_spec
 
 NAME = "bench"
 HELP = "time and memory of DEQ fusion (solvers, backward modes) vs unrolled and concat fusion"
@@ -86,9 +86,11 @@ def expand_configs(specs, solvers, b_modes, unrolled_steps) -> list[dict]:
     known = available_fusions()
     configs = []
     for spec in specs:
-        _, name, opts = parse_fusion_spec(spec)
+        parsed = parse_fusion_spec(spec)
+        name, opts = parsed.name, parsed.options
         if name not in known:
             raise UserError(f"--fusions {spec!r}: unknown fusion {name!r}; choose from {known}")
+        check_options(name, opts, f"--fusions {spec!r}")
         extra = "".join(f",{k}={v}" for k, v in opts.items() if k not in ("f_solver", "b_mode", "unrolled_steps"))
         if name == "deq":
             for solver in ([opts["f_solver"]] if "f_solver" in opts else solvers):

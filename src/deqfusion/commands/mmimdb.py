@@ -22,6 +22,7 @@ import torch
 
 from ..data.mmimdb import inspect_file, load_splits
 from ..errors import UserError
+from ..experiments.fusion_spec import parse_option_value
 from ..metrics.multilabel import multilabel_f1
 from ..models.mmimdb import (
     EARLY,
@@ -33,7 +34,6 @@ from ..models.mmimdb import (
 from ..training.minibatch import MinibatchTrainer, TrainerConfig, TrainingDiverged
 from ..training.results import markdown_table, summarize, write_csv, write_json
 from ..training.seed import seed_everything
-from .options import parse_option_value
 
 NAME = "mmimdb"
 HELP = "MM-IMDB multi-label genre classification (text + poster features)"

@@ -30,12 +30,12 @@ import torch
 
 from ..data.mogonet import DATASETS, OmicsData, load_dataset
 from ..errors import UserError
+from ..experiments.fusion_spec import parse_option_value
 from ..models.omics import FUSION_PRESETS, OmicsClassifier, omics_objective, resolve_fusion
 from ..training.checkpoint import CheckpointError, atomic_write_json
 from ..training.fullbatch import FullBatchConfig, evaluate, fit, stratified_split
 from ..training.results import finished_result, format_mean_std, markdown_table, summarize, write_csv, write_json
 from ..training.seed import seed_everything
-from .options import parse_option_value
 
 NAME = "omics"
 HELP = "multi-omics classification (ROSMAP, BRCA, ...) with DEQ or baseline fusion"

@@ -26,8 +26,13 @@ def available_fusions() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build_fusion(name: str, in_dims, out_dim: int, names=None, **options):
-    """Build the fusion registered as ``name``; raises ``ValueError`` listing the known names."""
+def fusion_class(name: str) -> Callable:
+    """The class registered as ``name``; raises ``ValueError`` listing the known names."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown fusion {name!r}; choose one of {available_fusions()}")
-    return _REGISTRY[name](in_dims=in_dims, out_dim=out_dim, names=names, **options)
+    return _REGISTRY[name]
+
+
+def build_fusion(name: str, in_dims, out_dim: int, names=None, **options):
+    """Build the fusion registered as ``name``; raises ``ValueError`` listing the known names."""
+    return fusion_class(name)(in_dims=in_dims, out_dim=out_dim, names=names, **options)
