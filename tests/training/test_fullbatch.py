@@ -156,3 +156,68 @@ def test_without_validation_trains_a_fixed_number_of_epochs_and_keeps_the_last_m
     with pytest.raises(ValueError, match="reference_protocol needs"):
         fit(model, xs, y, None, None, FullBatchConfig(epochs=2, reference_protocol=True), _loss, _probs,
             _metrics, x_test=xs, y_test=y)
+
+
+def _lrs(cfg):
+    """The learning rate of each epoch when the trainer's scheduler steps once per epoch."""
+    from deqfusion.training.fullbatch import make_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    sched = make_scheduler(opt, cfg)
+    out = []
+    for _ in range(cfg.epochs):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_warmup_cosine_schedule_against_the_formula_written_out():
+    import math
+
+    cfg = FullBatchConfig(epochs=21, lr=1e-2, schedule="warmup_cosine", warmup_epochs=5, final_lr=1e-3)
+    lrs = _lrs(cfg)
+    # warm-up: 1/5, 2/5, ..., 5/5 of lr in epochs 1..5
+    assert lrs[:5] == pytest.approx([2e-3, 4e-3, 6e-3, 8e-3, 1e-2])
+    # then a half cosine from lr (epoch 6) down to final_lr (epoch 21) over 15 intervals
+    expected = [1e-3 + 0.5 * (1e-2 - 1e-3) * (1 + math.cos(math.pi * k / 15)) for k in range(16)]
+    assert lrs[5:] == pytest.approx(expected)
+    assert lrs[-1] == pytest.approx(1e-3)
+    # no warm-up: the cosine starts at lr in epoch 1
+    lrs0 = _lrs(FullBatchConfig(epochs=3, lr=1.0, schedule="warmup_cosine", warmup_epochs=0))
+    assert lrs0 == pytest.approx([1.0, 0.5, 0.0])
+    # the default stays the reference's StepLR
+    assert _lrs(FullBatchConfig(epochs=6, lr=1.0, step_size=2, gamma=0.5)) == pytest.approx(
+        [1.0, 1.0, 0.5, 0.5, 0.25, 0.25])
+
+
+def test_schedule_checks():
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        FullBatchConfig(schedule="cosine")
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        FullBatchConfig(epochs=10, schedule="warmup_cosine", warmup_epochs=10)
+    with pytest.raises(ValueError, match="final_lr"):
+        FullBatchConfig(lr=1e-3, schedule="warmup_cosine", final_lr=1e-2)
+
+
+def test_warmup_cosine_run_resumes_exactly(tmp_path):
+    cfg = FullBatchConfig(epochs=12, lr=1e-2, eval_every=3, checkpoint_every=4, schedule="warmup_cosine",
+                          warmup_epochs=3, final_lr=1e-4)
+    _, straight = _train(cfg)
+    # each history row holds the rate set for the next epoch; after the last one the schedule stays at final_lr
+    lrs = _lrs(cfg)
+    assert [h["lr"] for h in straight.history] == pytest.approx([lrs[3], lrs[6], lrs[9], 1e-4])
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_9(row):
+        if row["epoch"] == 9:
+            raise Stop
+
+    ck = tmp_path / "ck.pt"
+    with pytest.raises(Stop):
+        _train(cfg, checkpoint_path=ck, progress=stop_at_9)
+    _, resumed = _train(cfg, checkpoint_path=ck, resume=True)
+    assert resumed.resumed_from == 8
+    assert resumed.history == straight.history

@@ -4,8 +4,9 @@ The protocol (honest by construction):
 
 1. :func:`stratified_split` carves a validation part out of the training files;
 2. :func:`fit` trains on the rest, the whole fitting set as one batch per epoch (Adam, StepLR, gradient-norm
-   clipping, as in the reference), scores the validation part every ``eval_every`` epochs, keeps the best
-   model by the selection score and stops early after ``patience`` epochs without improvement;
+   clipping, as in the reference; or a warm-up + cosine schedule), scores the validation part every
+   ``eval_every`` epochs, keeps the best model by the selection score and stops early after ``patience`` epochs
+   without improvement;
 3. the caller evaluates the test set once, on the selected model (:func:`evaluate`).
 
 The reference's protocol (score the *test* set during training and keep the best test score over epochs) is
@@ -39,7 +40,11 @@ from .seed import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FullBatchConfig", "FitResult", "stratified_split", "evaluate", "fit", "selection_direction"]
+__all__ = ["FullBatchConfig", "SCHEDULES", "lr_factor", "make_scheduler", "FitResult", "stratified_split", "evaluate",
+           "fit", "selection_direction"]
+
+#: learning-rate schedules of :class:`FullBatchConfig`
+SCHEDULES = ("step", "warmup_cosine")
 
 
 @dataclass
@@ -49,7 +54,11 @@ class FullBatchConfig:
     Attributes:
         epochs: maximum number of epochs (one full-batch step each).
         lr, weight_decay: Adam settings.
-        step_size, gamma: StepLR schedule (per epoch).
+        schedule: learning-rate schedule, stepped once per epoch: ``"step"`` (StepLR(``step_size``, ``gamma``),
+            the reference's) or ``"warmup_cosine"`` (linear warm-up from ``lr / warmup_epochs`` to ``lr`` over
+            ``warmup_epochs`` epochs, then cosine decay from ``lr`` to ``final_lr`` at epoch ``epochs``).
+        step_size, gamma: StepLR settings (``schedule="step"`` only).
+        warmup_epochs, final_lr: warm-up length and final learning rate (``schedule="warmup_cosine"`` only).
         clip_norm: gradient-norm clipping threshold (None: no clipping).
         eval_every: score the validation part every this many epochs (and after the last epoch).
         patience: stop after this many epochs without a better selection score (None: never stop early).
@@ -67,8 +76,11 @@ class FullBatchConfig:
     epochs: int = 1000
     lr: float = 1e-4
     weight_decay: float = 1e-4
+    schedule: str = "step"
     step_size: int = 500
     gamma: float = 0.2
+    warmup_epochs: int = 0
+    final_lr: float = 0.0
     clip_norm: float | None = 30.0
     eval_every: int = 10
     patience: int | None = None
@@ -90,6 +102,35 @@ class FullBatchConfig:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"warmup_epochs must lie in [0, epochs), got {self.warmup_epochs} with epochs "
+                             f"{self.epochs}")
+        if not 0.0 <= self.final_lr <= self.lr:
+            raise ValueError(f"final_lr must lie in [0, lr], got {self.final_lr} with lr {self.lr}")
+
+
+
+def lr_factor(config: FullBatchConfig, epoch: int) -> float:
+    """The multiplier of ``config.lr`` used for epoch ``epoch + 1`` under ``config.schedule="warmup_cosine"``
+    (``epoch`` = epochs already run): ``(epoch + 1) / warmup_epochs`` during the warm-up, then
+    ``f + (1 - f) (1 + cos(pi t)) / 2`` with ``t`` going from 0 at the end of the warm-up to 1 at the last epoch
+    and ``f = final_lr / lr``."""
+    w = config.warmup_epochs
+    if epoch < w:
+        return (epoch + 1) / w
+    span = max(config.epochs - 1 - w, 1)
+    t = min((epoch - w) / span, 1.0)
+    floor = config.final_lr / config.lr
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: FullBatchConfig):
+    """The per-epoch learning-rate scheduler ``config.schedule`` names, on ``optimizer``."""
+    if config.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(config, epoch))
 
 
 @dataclass
@@ -223,7 +264,7 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
         raise ValueError("reference_protocol needs a validation part")
     x_fit, x_val = list(x_fit), (None if no_val else list(x_val))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
+    scheduler = make_scheduler(optimizer, config)
     guard = None if config.guard is None else DivergenceGuard(
         model, GuardConfig(config.guard, config.guard_max_residual, config.guard_max_consecutive))
 
