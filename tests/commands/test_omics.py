@@ -5,8 +5,8 @@ import json
 import pytest
 
 from deqfusion.cli import main
-from deqfusion.commands.omics import add_arguments, parse_fusion_spec, resolve_config
-from deqfusion.errors import UserError
+from deqfusion.commands.omics import add_arguments
+from deqfusion.experiments.omics import configure
 
 FAST = ["--epochs", "8", "--eval-every", "2", "--hidden", "64", "--threads", "1", "--no-progress"]
 DEQ = "deq:f_max_iter=6,b_mode=phantom,phantom_steps=2"
@@ -28,25 +28,28 @@ def two_fusion_run(shared_data_dir, tmp_path_factory):
 def test_outputs_and_metric_ranges(two_fusion_run, capsys):
     out = two_fusion_run
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["data"]["n_train"] == 245 and cfg["hidden"] == 64 and cfg["lambda_jac"] == 5.0
-    assert [f["label"] for f in cfg["fusions"]] == ["concat", "deq_f_max_iter-6_b_mode-phantom_phantom_steps-2"]
+    assert cfg["experiment"] == "omics" and cfg["data"]["n_train"] == 245
+    assert cfg["settings"]["hidden"] == 64 and cfg["settings"]["lambda_jac"] == 5.0
+    assert [f["label"] for f in cfg["variants"]] == ["concat", "deq_f_max_iter-6_b_mode-phantom_phantom_steps-2"]
+    assert cfg["variants"][1]["options"] == {"injection": "sum", "f_max_iter": 6, "f_tol": 1e-3,
+                                             "b_mode": "phantom", "phantom_steps": 2}
     rows = list(csv.DictReader(open(out / "per_seed.csv")))
     assert len(rows) == 4
     for r in rows:
-        for k in ("acc", "f1", "auc", "refbest_acc", "refbest_auc"):
+        for k in ("test_acc", "test_f1", "test_auc", "refbest_acc", "refbest_auc"):
             assert 0.0 <= float(r[k]) <= 1.0
-        assert float(r["refbest_auc"]) >= float(r["auc"]) - 1e-12 or int(r["best_epoch"]) != 8
+        assert float(r["refbest_auc"]) >= float(r["test_auc"]) - 1e-12 or int(r["best_epoch"]) != 8
     res = json.loads((out / "concat" / "seed0" / "result.json").read_text())
     assert res["n_fit"] + res["n_val"] == 245 and res["n_test"] == 106
     assert res["test_set"] == "test files" and "validation-selected" in res["protocol"]
-    assert "test-selected" in res["reference_protocol_best_test"]["note"]
-    deq = json.loads((out / cfg["fusions"][1]["label"] / "seed0" / "result.json").read_text())
-    assert 1 <= deq["test"]["solver_steps"] <= 6
+    assert "test-selected" in res["refbest"]["note"]
+    deq = json.loads((out / cfg["variants"][1]["label"] / "seed0" / "result.json").read_text())
+    assert 1 <= deq["test"]["solver_steps"] <= 6 and deq["solver_steps"] == deq["test"]["solver_steps"]
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["summary"]) == {"concat", cfg["fusions"][1]["label"]}
-    assert summary["summary"]["concat"]["acc"]["values"] == [float(r["acc"]) for r in rows[:2]]
+    assert set(summary["summary"]) == {"concat", cfg["variants"][1]["label"]}
+    assert summary["summary"]["concat"]["test_acc"]["values"] == [float(r["test_acc"]) for r in rows[:2]]
     table = (out / "summary.md").read_text()
-    assert "| concat |" in table and "Reference protocol" in table
+    assert "| concat | 2 |" in table and "Reference protocol" in table
 
 
 def test_loss_falls(two_fusion_run):
@@ -92,20 +95,12 @@ def test_user_errors(shared_data_dir, tmp_path, capsys):
     assert "data folder not found" in capsys.readouterr().err
 
 
-def test_parse_fusion_spec():
-    assert parse_fusion_spec("unrolled:unrolled_steps=3,f_tol=1e-3") == (
-        "unrolled_unrolled_steps-3_f_tol-0.001", "unrolled", {"unrolled_steps": 3, "f_tol": 1e-3})
-    assert parse_fusion_spec("deq:unimodal=false")[2] == {"unimodal": False}
-    with pytest.raises(UserError):
-        parse_fusion_spec(":a=1")
-
-
 def test_refit_trains_on_all_training_files_for_the_selected_epochs(shared_data_dir, tmp_path):
     out = tmp_path / "refit"
     assert _run(shared_data_dir, out, "--fusion", "concat", "--refit", "--dev-holdout", "0.25") == 0
     res = json.loads((out / "concat" / "seed0" / "result.json").read_text())
     assert res["refit"]["epochs"] == res["best_epoch"] and res["refit"]["n_train"] == 245 - 62
-    assert "refit" in res["protocol"] and res["fingerprint"]["refit"] is True
+    assert "refit" in res["protocol"]
     for part in ("test", "test_selected"):
         assert 0.0 <= res[part]["acc"] <= 1.0 and 0.0 <= res[part]["auc"] <= 1.0
     # the selected model's scores equal those of the same run without --refit
@@ -113,7 +108,8 @@ def test_refit_trains_on_all_training_files_for_the_selected_epochs(shared_data_
     assert _run(shared_data_dir, plain, "--fusion", "concat", "--dev-holdout", "0.25") == 0
     assert json.loads((plain / "concat" / "seed0" / "result.json").read_text())["test"] == res["test_selected"]
     row = next(csv.DictReader(open(out / "per_seed.csv")))
-    assert float(row["acc"]) == res["test"]["acc"] and float(row["sel_acc"]) == res["test_selected"]["acc"]
+    assert float(row["test_acc"]) == res["test"]["acc"]
+    assert float(row["test_selected_acc"]) == res["test_selected"]["acc"]
     assert "Without refit" in (out / "summary.md").read_text()
     # resuming the finished run trains nothing
     assert _run(shared_data_dir, out, "--fusion", "concat", "--refit", "--dev-holdout", "0.25", "--resume") == 0
@@ -124,7 +120,7 @@ def test_lambda_jac_defaults():
     add_arguments(p)
 
     def lam(*extra):
-        return resolve_config(p.parse_args(["--out", "x", *extra]))["lambda_jac"]
+        return configure(p.parse_args(["--out", "x", *extra]))[0]["lambda_jac"]
 
     assert lam("--dataset", "rosmap") == 5.0  # chosen on the dev holdout
     assert lam("--dataset", "rosmap", "--reference-settings") == 20.0  # the reference's value

@@ -32,7 +32,7 @@ def _json(path):
 
 
 def test_omics_kill_and_resume(shared_data_dir, tmp_path, monkeypatch):
-    import deqfusion.commands.omics as omics
+    import deqfusion.experiments.omics as omics
     from deqfusion.training.fullbatch import FullBatchConfig
 
     # checkpoints every 4 epochs (the command's default is every 100, too long for a test)

@@ -37,6 +37,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..experiments.fusion_spec import parse_fusion_spec
 from ..training.checkpoint import atomic_write_json
 from ..training.results import markdown_table, summarize, write_csv, write_json
 
@@ -134,6 +135,7 @@ def _spec(fusion: str, options: dict) -> str:
 
 def plan_rosmap(args, out: Path) -> dict:
     """Check ``--omics-args`` and resolve the variants against the omics command's defaults (no training)."""
+    from ..experiments import omics as omics_experiment
     from . import omics
 
     extra = shlex.split(args.omics_args)
@@ -143,7 +145,7 @@ def plan_rosmap(args, out: Path) -> dict:
     probe = _parse_sub(omics, ["--out", str(out), *extra], "--omics-args")
 
     def base(fusion: str) -> dict:
-        return omics.fusion_options(fusion, {}, probe.reference_settings)
+        return omics_experiment.presets(probe.reference_settings)[fusion][1]
 
     return {"extra": extra, "variants": resolve_variants(args.variants, base)}
 
@@ -160,7 +162,7 @@ def run_rosmap(args, out: Path, plan: dict) -> list[dict]:
             continue
         spec = _spec(v["fusion"], VARIANTS[v["variant"]][1])
         specs.append(spec)
-        label_of[v["variant"]] = omics.parse_fusion_spec(spec)[0]
+        label_of[v["variant"]] = parse_fusion_spec(spec).label
     data_dir = str(Path(args.data_dir) / "rosmap") if args.data_dir else None
     argv = ["--dataset", "rosmap", "--out", str(out), "--seeds", *map(str, args.seeds), "--fusion", *specs, *extra]
     if data_dir and "--data-dir" not in extra:

@@ -121,50 +121,26 @@ def _capture_fusion_inputs(model: torch.nn.Module, call) -> list:
     return seen["xs"], seen["mask"]
 
 
-def load_omics_run(run: Path, cfg: dict, label: str | None, seed: int | None, data_dir: str | None) -> dict:
-    from ..data.mogonet import load_dataset
-    from ..models.omics import OmicsClassifier, resolve_fusion
-    from ..training.fullbatch import stratified_split
-    from .omics import _dev_holdout
+def load_experiment_run(run: Path, label: str | None, seed: int | None, data_dir: str | None) -> dict:
+    """A run folder of the experiment runner: its experiment rebuilds the selected model and test inputs."""
+    from ..experiments import omics as _omics  # noqa: F401  (registers the experiments plot can read)
+    from ..experiments.runner import get_experiment, load_run
 
-    fusions = {f["label"]: f for f in cfg["fusions"]}
+    loaded = load_run(run)
+    exp = get_experiment(loaded.experiment)
+    if exp.restore is None:
+        raise UserError(f"{run}: the {loaded.experiment} experiment has no model to plot")
+    labels = [v["label"] for v in loaded.variants]
     if label is None:
-        label = next((lab for lab, f in fusions.items() if resolve_fusion(f["name"])[0] in ("deq", "unrolled")),
-                     None)
+        label = next((v["label"] for v in loaded.variants if v.get("fusion") in ("deq", "unrolled")), None)
         if label is None:
-            raise UserError(f"{run}: no DEQ-type fusion among {list(fusions)}")
-    if label not in fusions:
-        raise UserError(f"{run}: no fusion {label!r}; the run has {list(fusions)}")
-    fusion = fusions[label]
-    seed = _pick_seed(seed, cfg["seeds"])
-    # the model the test set was scored on: with --refit the one retrained on all training samples
-    refit = bool(cfg.get("refit")) and (run / label / f"seed{seed}" / "refit_checkpoint.pt").is_file()
-    ckpt = run / label / f"seed{seed}" / ("refit_checkpoint.pt" if refit else "checkpoint.pt")
-    try:
-        state = load_checkpoint(ckpt)
-    except CheckpointError as exc:
-        raise UserError(str(exc)) from None
-    best = (state.get("trainer") or {}).get("best_state") or (state.get("model") if refit else None)
-    if best is None:
-        raise UserError(f"{ckpt} holds no selected model (trainer.best_state)")
-    folder = data_dir or cfg.get("data", {}).get("folder") or cfg.get("data_dir")
-    data = load_dataset(cfg["dataset"], folder, cfg.get("modalities"), download_missing=False)
-    if cfg.get("dev_holdout"):
-        data = _dev_holdout(data, cfg["dev_holdout"])
-    if refit:
-        scaled = data.minmax_scaled(torch.arange(data.y_train.numel()))
-    else:
-        fit_idx, _ = stratified_split(data.y_train, cfg["val_fraction"], seed)
-        scaled = data.minmax_scaled(fit_idx)
-    extra = {"feature_norm": cfg["feature_norm"]} if "feature_norm" in cfg else {}
-    model = OmicsClassifier(data.in_dims, data.num_classes, hidden=cfg["hidden"], fusion=fusion["name"],
-                            fusion_options=fusion["options"], dropout=cfg["dropout"], **extra)
-    model.load_state_dict(best)
-    xs, mask = _capture_fusion_inputs(model, lambda: model(scaled.x_test))
-    where = "dev holdout" if cfg.get("dev_holdout") else "test files"
-    return {"model": model, "xs": xs, "mask": mask, "names": list(data.modality_names),
-            "title": f"{data.name} {where} ({scaled.y_test.numel()} samples), {label}, seed {seed}",
-            "label": label, "seed": seed, "checkpoint": str(ckpt), "n_samples": int(scaled.y_test.numel())}
+            raise UserError(f"{run}: no DEQ-type fusion among {labels}")
+    if label not in labels:
+        raise UserError(f"{run}: no fusion {label!r}; the run has {labels}")
+    seed = _pick_seed(seed, loaded.config["seeds"])
+    restored = exp.restore(loaded, label, seed, data_dir)
+    xs, mask = _capture_fusion_inputs(restored["model"], restored["forward"])
+    return {**restored, "xs": xs, "mask": mask, "label": label, "seed": seed}
 
 
 def load_mosi_features_run(run: Path, cfg: dict, label: str | None, seed: int | None,
@@ -214,8 +190,8 @@ def load_mosi_features_run(run: Path, cfg: dict, label: str | None, seed: int | 
 def load_run(args) -> dict:
     run, label, seed = _locate(args)
     cfg = _read_config(run)
-    if "dataset" in cfg and "fusions" in cfg:
-        return load_omics_run(run, cfg, label, seed, args.data_dir)
+    if "experiment" in cfg:
+        return load_experiment_run(run, label, seed, args.data_dir)
     if "subsets" in cfg:
         return load_mosi_features_run(run, cfg, label, seed, args.data_dir)
     raise UserError(f"{run}/config.json is not from deqfusion omics or mosi-features")

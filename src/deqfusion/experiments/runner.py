@@ -87,6 +87,9 @@ class Experiment:
         describe: ``data -> dict`` describing the data (sizes, dimensions); part of the fingerprint.
         parts: the result's scoring parts copied into the per-seed rows as ``<part>_<metric>``.
         extra_row: ``result -> dict`` of further per-seed columns.
+        restore: ``(loaded_run, label, seed, data_dir) -> dict`` rebuilding a trained run's selected model and
+            its test inputs (for figures): ``{"model", "forward" (runs the model on the test inputs), "names"
+            (modality names), "title", "checkpoint", "n_samples"}``; None when the experiment has none.
     """
 
     name: str
@@ -96,6 +99,7 @@ class Experiment:
     describe: Callable[[Any], dict] = lambda data: {}
     parts: Sequence[str] = ("test", "val")
     extra_row: Callable[[dict], dict] | None = None
+    restore: Callable[..., dict] | None = None
 
 
 @dataclass
@@ -146,7 +150,7 @@ def available_experiments() -> list[str]:
 
 def environment(settings: dict) -> dict:
     """The run environment; the first four keys change numerics and enter the fingerprint."""
-    device = settings.get("device") or "cpu"
+    device = settings.get("device") or (settings.get("sources") or {}).get("device") or "cpu"
     return {
         "torch_threads": torch.get_num_threads(),
         "world_size": ddp.world_size(),
@@ -164,10 +168,19 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
+def _fingerprinted(config: dict) -> dict:
+    """The parts of a config the fingerprint covers: settings without ``sources`` (where the data and the
+    device come from), the data description without its ``folder``, the experiment's name."""
+    return {"experiment": config["experiment"],
+            "settings": {k: v for k, v in config["settings"].items() if k != "sources"},
+            "data": {k: v for k, v in config["data"].items() if k != "folder"}}
+
+
 def fingerprint_of(config: dict) -> str:
-    """The one fingerprint of a run folder: a hash of the settings, the data description and the
-    numerics-relevant environment (not of the variant list or the seeds, which may grow on resume)."""
-    basis = {"experiment": config["experiment"], "settings": config["settings"], "data": config["data"],
+    """The one fingerprint of a run folder: a hash of the settings (not their ``sources``: data folders,
+    download options, the device's index), the data description and the numerics-relevant environment (not of
+    the variant list or the seeds, which may grow on resume)."""
+    basis = {**_fingerprinted(config),
              "environment": {k: config["environment"][k] for k in _FINGERPRINT_ENV}}
     text = json.dumps(_jsonable(basis), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -214,8 +227,8 @@ def _merge_with_stored(out: Path, config: dict) -> dict:
     seeds of both are kept (stored ones first). Returns the config to write."""
     old = json.loads((out / "config.json").read_text())
     if old.get("fingerprint") != config["fingerprint"]:
-        changed = _diff({k: old.get(k) for k in ("experiment", "settings", "data")},
-                        {k: config[k] for k in ("experiment", "settings", "data")})
+        changed = _diff(_fingerprinted({k: old.get(k) or {} for k in ("experiment", "settings", "data")}),
+                        _fingerprinted(config))
         changed += [f"environment.{k}" for k in _FINGERPRINT_ENV
                     if (old.get("environment") or {}).get(k) != config["environment"][k]]
         raise UserError(f"{out}/config.json was written with other settings ({', '.join(changed) or 'fingerprint'})"
@@ -303,8 +316,10 @@ def run_experiment(exp: Experiment, settings: dict, variants: list[dict], seeds:
                    *, resume: bool = False, progress: bool = True, threads: int | None = None) -> dict:
     """Train and score every variant for every seed; write the layout of the module docstring.
 
-    ``settings``: the experiment's resolved settings (JSON-like). ``variants``: dicts with a unique ``label``
-    (the run folder's name) and whatever the experiment's ``train`` reads (fusion name and options, ...).
+    ``settings``: the experiment's resolved settings (JSON-like); its ``sources`` entry (data folders, download
+    options, device) is recorded but not fingerprinted, so a moved data folder can still be resumed.
+    ``variants``: dicts with a unique ``label`` (the run folder's name) and whatever the experiment's ``train``
+    reads (fusion name and options, ...).
     ``threads``: torch CPU threads for the runs (None or 0: leave as is). Returns ``{"config", "rows",
     "summary", "tables"}``.
     """

@@ -11,8 +11,8 @@ The features are fused by any registered fusion (``build_fusion(name, in_dims=[H
 classified by ``Linear_{H -> C}``. Backbone linears use Xavier-normal weights and zero biases; the fusion
 module keeps its own initialisation.
 
-Fusion presets (:data:`FUSION_PRESETS`) name the variants the experiments compare; any other registered
-fusion name is built with the options given.
+The fusion is any registered name, built with the options given (the omics experiment's presets live in
+:mod:`deqfusion.experiments.omics`).
 """
 
 from __future__ import annotations
@@ -29,26 +29,7 @@ from ..deq.result import FusionInfo
 from ..fusion.registry import build_fusion
 from ..metrics.classification import classification_metrics
 
-__all__ = ["FUSION_PRESETS", "resolve_fusion", "OmicsOutput", "OmicsClassifier", "omics_loss", "omics_objective"]
-
-#: name -> (registered fusion, default options). The reference's BRCA/ROSMAP code injects the plain sum of
-#: the modality features (no learned weights) into the fusion block.
-FUSION_PRESETS: dict[str, tuple[str, dict]] = {
-    "deq": ("deq", {"injection": "sum"}),
-    "deq-no-unimodal": ("deq", {"injection": "sum", "unimodal": False}),
-    "unrolled": ("unrolled", {"injection": "sum"}),
-    "concat": ("concat", {}),
-    "sum": ("sum", {}),
-}
-
-
-def resolve_fusion(name: str, options: Mapping | None = None) -> tuple[str, dict]:
-    """``(registered name, options)`` for a preset or registered name; ``options`` override the preset's."""
-    base, preset = FUSION_PRESETS.get(name, (name, {}))
-    merged = dict(preset)
-    merged.update(options or {})
-    return base, merged
-
+__all__ = ["OmicsOutput", "OmicsClassifier", "omics_loss", "omics_objective"]
 
 @dataclass
 class OmicsOutput:
@@ -79,8 +60,8 @@ class OmicsClassifier(nn.Module):
         in_dims: feature count of each omics modality.
         num_classes: number of classes C.
         hidden: encoder width H, also the fusion width (the reference: 500 for BRCA, 300 for ROSMAP).
-        fusion: a preset from :data:`FUSION_PRESETS` or any registered fusion name.
-        fusion_options: options passed to the fusion (override the preset's).
+        fusion: a registered fusion name.
+        fusion_options: options passed to the fusion.
         dropout: dropout after each modality encoder (reference 0.5).
         names: optional modality names (passed to the fusion).
         feature_norm: ``"none"`` (the reference: the fusion gets ``h_v * confidence_v``) or ``"layer"``
@@ -108,7 +89,7 @@ class OmicsClassifier(nn.Module):
         self.in_dims = in_dims
         self.num_classes = int(num_classes)
         self.hidden = int(hidden)
-        self.fusion_name, self.fusion_options = resolve_fusion(fusion, fusion_options)
+        self.fusion_name, self.fusion_options = fusion, dict(fusion_options or {})
         self.informativeness = nn.ModuleList(nn.Linear(d, d) for d in in_dims)
         self.encoders = nn.ModuleList(nn.Linear(d, hidden) for d in in_dims)
         self.modality_classifiers = nn.ModuleList(nn.Linear(hidden, num_classes) for _ in in_dims)
