@@ -156,9 +156,12 @@ def test_missing_data(shared_data_dir, tmp_path, capsys):
     _set_cell(d / "train_protein.csv", 4, 2, "NaN")
     _expect_error(capsys, ["missing", "--data-dir", str(d), "--out", str(tmp_path / "o")],
                   r"train_protein.csv, line 5: NaN or inf value")
+    (d / "test_mrna.csv").unlink()  # not an extra missing modality: only the protein is absent by protocol
+    _expect_error(capsys, ["missing", "--data-dir", str(d), "--out", str(tmp_path / "o")],
+                  r"incomplete mixOmics TCGA breast folder: missing test_mrna.csv")
     (d / "train_protein.csv").unlink()
     _expect_error(capsys, ["missing", "--data-dir", str(d), "--out", str(tmp_path / "o")],
-                  r"train_protein.csv: file not found")
+                  r"incomplete mixOmics TCGA breast folder: missing train_protein.csv, test_mrna.csv")
     _expect_error(capsys, ["missing", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")],
                   "data folder not found")
 

@@ -49,7 +49,7 @@ def test_test_scores_come_from_the_selected_model_with_protein_absent(finished, 
     res = json.loads((out / method / "seed0" / "result.json").read_text())
     cfg = json.loads((out / "config.json").read_text())
     spec = cfg["methods"][method]
-    data = load_mixomics(shared_data_dir)
+    data = load_mixomics(shared_data_dir, test_missing=("protein",))
     fit_idx, _ = stratified_split(data.y_train, cfg["val_fraction"], 0)
     scaled = data.minmax_scaled(fit_idx)
     model = OmicsClassifier([200, 184, 142], 3, hidden=16, fusion=spec["fusion"],

@@ -94,10 +94,11 @@ def test_verify_catches_a_modified_local_copy(shared_data_dir, tmp_path):
 
 
 def test_nothing_found_without_download(monkeypatch, tmp_path):
+    (tmp_path / "empty").mkdir()
     monkeypatch.setenv("DEQFUSION_DATA_DIR", str(tmp_path / "empty"))
     with pytest.raises(DataError, match="not found.*--data-dir"):
         load_dataset("brca", cache_dir=tmp_path / "cache", download_missing=False)
-    with pytest.raises(DataError, match="not in the MOGONET repository"):
+    with pytest.raises(DataError, match=r"kipan dataset not found \(looked in .*\); pass --data-dir"):
         load_dataset("kipan", cache_dir=tmp_path / "cache")
     with pytest.raises(DataError, match="unknown dataset"):
         load_dataset("nope")
@@ -105,12 +106,70 @@ def test_nothing_found_without_download(monkeypatch, tmp_path):
         load_dataset("rosmap", tmp_path / "missing")
 
 
-def test_brca_shapes_are_checked(tmp_path):
+def test_brca_shapes_are_checked_even_without_verification(tmp_path):
     folder = make_folder(tmp_path / "brca", dims=(6, 6, 5), num_classes=5, n_tr=15, n_te=5)
-    with pytest.raises(DataError, match="15 training samples, but brca has 612"):
-        load_dataset("brca", folder)
-    data = load_dataset("brca", folder, verify=False)
-    assert data.num_classes == 5 and data.class_names[1] == "Basal-like"
+    for verify in (True, False):  # verify=False skips hashes only
+        with pytest.raises(DataError, match="15 training samples, but brca has 612"):
+            load_dataset("brca", folder, verify=verify)
+
+
+def test_class_count_is_checked_without_verification(tmp_path):
+    folder = make_folder(tmp_path / "lgg", num_classes=3)
+    with pytest.raises(DataError, match=r"labels_tr.csv, line 3: label 2 is out of range for 2 classes"):
+        load_dataset("lgg", folder, verify=False)
+    folder = make_folder(tmp_path / "kipan", num_classes=3)
+    assert load_dataset("kipan", folder, verify=False).num_classes == 3
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_another_named_datasets_folder_is_refused(shared_data_dir, tmp_path, verify):
+    # the ROSMAP files under the name lgg (same class count, no recorded shapes for lgg): the label hashes tell
+    with pytest.raises(DataError, match=r"does not hold the lgg dataset: labels_tr.csv has the SHA-256 recorded "
+                                        r"for rosmap; pass the matching --dataset"):
+        load_dataset("lgg", shared_data_dir / "rosmap", verify=verify)
+    # a modified copy (other label hashes) is still recognised by its shapes
+    folder = tmp_path / "rosmap"
+    shutil.copytree(shared_data_dir / "rosmap", folder)
+    for f in folder.iterdir():
+        f.chmod(0o644)
+    for name in ("labels_tr.csv", "labels_te.csv"):
+        lines = (folder / name).read_text().splitlines()
+        lines[0] = "1.0" if float(lines[0]) == 0 else "0.0"
+        (folder / name).write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"does not hold the lgg dataset: its sample and feature counts "
+                                        r"\(245 / 106 samples, \[200, 200, 200\] features\) are those of rosmap"):
+        load_dataset("lgg", folder, verify=verify)
+    # the same modified copy under its own name loads with verify=False (hashes skipped, shapes right)
+    assert load_dataset("rosmap", folder, verify=False).n_train == 245
+
+
+def test_a_generated_folder_of_brca_shapes_is_refused_as_kipan(tmp_path):
+    folder = make_folder(tmp_path / "d", n_tr=612, n_te=263, dims=(1000, 1000, 503), num_classes=3)
+    with pytest.raises(DataError, match="are those of brca"):
+        load_dataset("kipan", folder, verify=False)
+
+
+def test_incomplete_local_folders_are_errors_not_a_download(shared_data_dir, tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    folder = root / "rosmap"
+    shutil.copytree(shared_data_dir / "rosmap", folder)
+    (folder / "3_te.csv").chmod(0o644)
+    (folder / "3_te.csv").unlink()
+    source = tmp_path / "source-that-must-not-be-used"
+    monkeypatch.setenv("DEQFUSION_DATA_DIR", str(root))
+    with pytest.raises(DataError, match=r"rosmap \(DEQFUSION_DATA_DIR\) is an incomplete rosmap dataset folder: "
+                                        r"missing 3_te.csv"):
+        load_dataset("rosmap", source=source, cache_dir=tmp_path / "cache")
+    for given in (folder, root):  # --data-dir: the folder or the root holding it
+        with pytest.raises(DataError, match=r"\(--data-dir\) is an incomplete .* missing 3_te.csv"):
+            load_dataset("rosmap", given, source=source, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+    # the upper-case folder name of the MOGONET repository is found too
+    monkeypatch.setenv("DEQFUSION_DATA_DIR", str(shared_data_dir.parent / "data"))
+    upper = tmp_path / "up"
+    shutil.copytree(shared_data_dir / "rosmap", upper / "ROSMAP")
+    monkeypatch.setenv("DEQFUSION_DATA_DIR", str(upper))
+    assert load_dataset("rosmap", download_missing=False, cache_dir=tmp_path / "c").folder == upper / "ROSMAP"
 
 
 # ---------------------------------------------------------------------------------------- the format

@@ -140,6 +140,18 @@ def test_missing_feature_file(tmp_path):
         mosi.load_mosi_features(root)
 
 
+def test_feature_folder_resolution_rule(tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    make_release(root / mosi.FEATURES_FOLDER)
+    monkeypatch.setenv("DEQFUSION_DATA_DIR", str(root))
+    assert mosi.resolve_features_root() == root / mosi.FEATURES_FOLDER
+    assert mosi.resolve_features_root(root) == root / mosi.FEATURES_FOLDER
+    (root / mosi.FEATURES_FOLDER / "audio" / "audio_train0.csv").unlink()
+    with pytest.raises(DataError, match=r"\(DEQFUSION_DATA_DIR\) is an incomplete MOSI feature folder: missing "
+                                        r"audio/audio_train0.csv"):
+        mosi.load_mosi_features(None)
+
+
 def test_missing_folder_and_index(tmp_path):
     with pytest.raises(DataError, match="not found"):
         mosi.load_mosi_features(tmp_path / "nope")

@@ -57,6 +57,8 @@ DEFAULT_METHODS = ["deq-dropout", "deq-2mod", "concat-zero", "concat-dropout"]
 #: DEQ solver settings (the omics command's CPU defaults)
 DEQ_OPTIONS = {"injection": "sum", "f_max_iter": 30, "f_tol": 1e-3, "b_mode": "phantom", "phantom_steps": 5}
 METRICS = ["acc", "f1_weighted", "f1_macro"]
+#: the protocol: the modality absent from the test part (its test file is neither required nor read)
+TEST_MISSING = ("protein",)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -190,7 +192,7 @@ def run(args) -> int:
     if (out / "config.json").is_file() and not args.resume:
         raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     try:
-        data = load_mixomics(args.data_dir)
+        data = load_mixomics(args.data_dir, test_missing=TEST_MISSING)
     except DataError as exc:
         raise UserError(str(exc)) from exc
     cfg["data"] = data.summary()

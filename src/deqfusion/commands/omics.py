@@ -60,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--no-verify",
         dest="verify",
         action="store_false",
-        help="skip the SHA-256 and shape checks (for a modified copy)",
+        help="skip the SHA-256 checks (for a modified copy; shapes and class count are still checked)",
     )
     g.add_argument(
         "--modalities",

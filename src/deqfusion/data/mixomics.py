@@ -10,9 +10,15 @@ the sample's name; ``*_subtype.csv`` has a ``subtype`` header and one label per 
 ``LumA``), in the sample order of the matrices (they carry no sample names). The training part has 150 samples with
 all three omics; the test part has 70 samples and **no protein** file: a modality missing for real.
 
+Every file is required except the test files of the modalities the caller's protocol declares absent
+(``test_missing=("protein",)`` for this folder); a test file that is absent without being declared so is an
+error, never a test set with one more modality missing than the caller believes. The folder is found by the
+rule of :mod:`deqfusion.data.paths` (``--data-dir``, ``$DEQFUSION_DATA_DIR/tcga-breast-mixomics``, the cache).
+
 :func:`load_mixomics` reads and checks everything (same samples in the same order in every file of a split, the same
-features in the same order in train and test, numbers only, no NaN/inf, known labels, no test class unseen in
-training) and raises :class:`~deqfusion.errors.DataError` naming the file and the problem.
+features in the same order in train and test, numbers only, no NaN/inf, labels among the declared classes
+:data:`CLASSES`, every class present in training) and raises :class:`~deqfusion.errors.DataError` naming the file
+(and line) and the problem.
 """
 
 from __future__ import annotations
@@ -20,8 +26,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,13 +34,16 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
+from .paths import resolve_dataset_folder
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MODALITIES", "FOLDER", "MixOmicsData", "load_mixomics", "resolve_folder"]
+__all__ = ["MODALITIES", "CLASSES", "FOLDER", "MixOmicsData", "load_mixomics", "resolve_folder", "required_files"]
 
 #: modality names in the order the models receive them
 MODALITIES = ("mrna", "mirna", "protein")
+#: the subtypes ``breast.TCGA`` declares, in class-index order
+CLASSES = ("Basal", "Her2", "LumA")
 #: folder name under the data root
 FOLDER = "tcga-breast-mixomics"
 
@@ -109,21 +117,30 @@ class MixOmicsData:
         }
 
 
-def resolve_folder(data_dir: str | Path | None) -> Path:
-    """``data_dir`` itself if it holds the files, else ``data_dir/tcga-breast-mixomics``; ``data_dir`` defaults to
-    ``$DEQFUSION_DATA_DIR``."""
-    if data_dir is None:
-        env = os.environ.get("DEQFUSION_DATA_DIR")
-        if not env:
-            raise DataError("no data folder: pass --data-dir or set DEQFUSION_DATA_DIR")
-        data_dir = env
-    root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        raise DataError(f"data folder not found: {root}")
-    for cand in (root, root / FOLDER):
-        if (cand / "train_subtype.csv").is_file():
-            return cand
-    raise DataError(f"{root} holds neither train_subtype.csv nor {FOLDER}/train_subtype.csv")
+def _check_missing(test_missing: Iterable[str]) -> tuple[str, ...]:
+    out = tuple(test_missing)
+    bad = [m for m in out if m not in MODALITIES]
+    if bad:
+        raise DataError(f"test_missing names unknown modalities {bad}; choose from {list(MODALITIES)}")
+    if len(set(out)) == len(MODALITIES):
+        raise DataError("test_missing declares every modality absent; the test part needs at least one")
+    return out
+
+
+def required_files(test_missing: Iterable[str] = ()) -> list[str]:
+    """The files the folder must hold when the modalities ``test_missing`` are declared absent from the test part."""
+    absent = set(_check_missing(test_missing))
+    return ([f"train_{m}.csv" for m in MODALITIES] + ["train_subtype.csv"]
+            + [f"test_{m}.csv" for m in MODALITIES if m not in absent] + ["test_subtype.csv"])
+
+
+def resolve_folder(data_dir: str | Path | None, test_missing: Iterable[str] = (),
+                   cache_dir: str | Path | None = None) -> Path:
+    """The folder to read: ``data_dir`` itself or ``data_dir/tcga-breast-mixomics``; without ``data_dir``,
+    ``$DEQFUSION_DATA_DIR/tcga-breast-mixomics`` or the cache (see :mod:`deqfusion.data.paths`). The folder must
+    hold every file of :func:`required_files`."""
+    return resolve_dataset_folder(FOLDER, required_files(test_missing), data_dir, what="mixOmics TCGA breast",
+                                  cache_dir=cache_dir)
 
 
 def _read_rows(path: Path) -> list[list[str]]:
@@ -186,23 +203,36 @@ def _read_labels(path: Path) -> list[str]:
     for lineno, row in enumerate(rows[1:], 2):
         if len(row) != 1 or not row[0].strip():
             raise DataError(f"{path}, line {lineno}: expected one label, got {row}")
-        labels.append(row[0].strip())
+        label = row[0].strip()
+        if label not in CLASSES:
+            raise DataError(f"{path}, line {lineno}: label {label!r} is not one of the declared classes "
+                            f"{list(CLASSES)}")
+        labels.append(label)
     if not labels:
         raise DataError(f"{path}: no labels")
     return labels
 
 
-def load_mixomics(data_dir: str | Path | None = None) -> MixOmicsData:
-    """Load and check the folder (see the module docstring). ``data_dir``: the folder itself or the data root."""
-    folder = resolve_folder(data_dir)
+def load_mixomics(data_dir: str | Path | None = None, test_missing: Iterable[str] = (), *,
+                  cache_dir: str | Path | None = None) -> MixOmicsData:
+    """Load and check the folder (see the module docstring).
+
+    Args:
+        data_dir: the folder itself or the data root holding it (None: ``$DEQFUSION_DATA_DIR``, then the cache).
+        test_missing: modalities the caller's protocol declares absent from the test part; their test files are
+            neither required nor read. Every other file must be present.
+    """
+    absent = _check_missing(test_missing)
+    folder = resolve_folder(data_dir, absent, cache_dir)
     x_train, x_test, feature_names = {}, {}, {}
     samples: dict[str, list[str]] = {}
     for split, target in (("train", x_train), ("test", x_test)):
         for m in MODALITIES:
             path = folder / f"{split}_{m}.csv"
-            if not path.is_file():
-                if split == "train":
-                    raise DataError(f"{path}: file not found (the training part needs every modality)")
+            if split == "test" and m in absent:
+                if path.is_file():
+                    log.info("%s is present but the protocol declares %s absent from the test part; not read",
+                             path, m)
                 continue
             names, feats, values = _read_matrix(path)
             if split == "train":
@@ -211,26 +241,20 @@ def load_mixomics(data_dir: str | Path | None = None) -> MixOmicsData:
                 raise DataError(f"{path}: its features differ from train_{m}.csv "
                                 f"({len(feats)} vs {len(feature_names[m])} columns, or another order)")
             if split in samples and names != samples[split]:
-                first = f"{split}_{MODALITIES[0]}.csv"
+                first = next(f"{split}_{k}.csv" for k in MODALITIES if k in target)
                 raise DataError(f"{path}: its samples differ from {first} (other names or another order)")
             samples.setdefault(split, names)
             target[m] = values
-        if not target:
-            raise DataError(f"{folder}: no {split}_<modality>.csv file")
-    if len(x_test) < 1:
-        raise DataError(f"{folder}: the test part has no modality")
 
     y_tr, y_te = _read_labels(folder / "train_subtype.csv"), _read_labels(folder / "test_subtype.csv")
     for split, ys in (("train", y_tr), ("test", y_te)):
         if len(ys) != len(samples[split]):
             raise DataError(f"{folder / (split + '_subtype.csv')}: {len(ys)} labels for {len(samples[split])} "
                             "samples")
-    class_names = sorted(set(y_tr))
-    if len(class_names) < 2:
-        raise DataError(f"{folder / 'train_subtype.csv'}: only one class ({class_names})")
-    unseen = sorted(set(y_te) - set(class_names))
-    if unseen:
-        raise DataError(f"{folder / 'test_subtype.csv'}: class(es) {unseen} never occur in the training labels")
+    class_names = list(CLASSES)
+    absent_classes = [c for c in class_names if c not in set(y_tr)]
+    if absent_classes:
+        raise DataError(f"{folder / 'train_subtype.csv'}: class(es) {absent_classes} have no training sample")
     overlap = set(samples["train"]) & set(samples["test"])
     if overlap:
         raise DataError(f"{folder}: {len(overlap)} sample(s) are in both the training and the test part")

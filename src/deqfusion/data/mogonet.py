@@ -10,8 +10,11 @@ and ``labels_tr.csv``, ``labels_te.csv``: one label per line, written as a float
 ``0..C-1``.
 
 :func:`load_mogonet` reads and checks one folder; :func:`load_dataset` resolves a named dataset to a folder
-(an explicit folder, ``$DEQFUSION_DATA_DIR/<name>``, the cache, or a download from the MOGONET repository,
-every file SHA-256 checked where hashes are recorded) and loads it. Scaling is the reference's per-feature
+(the rule of :mod:`deqfusion.data.paths`: an explicit folder, ``$DEQFUSION_DATA_DIR/<name>``, the cache, or a
+download from the MOGONET repository, every file SHA-256 checked where hashes are recorded) and loads it. A named
+dataset's known sample and feature counts and class count are always checked; ``verify=False`` skips the hashes
+only. A folder that holds another named dataset's files (recognised by their recorded hashes or known shapes)
+is refused, so that one dataset's results are never labelled with another's name. Scaling is the reference's per-feature
 min-max scaling fitted on training samples (:meth:`OmicsData.minmax_scaled`), kept separate from loading so
 that a caller can fit it on the part of the training files it actually trains on.
 """
@@ -19,7 +22,6 @@ that a caller can fit it on the part of the training files it actually trains on
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -32,6 +34,7 @@ from torch import Tensor
 
 from ..errors import DataError
 from . import download
+from .paths import resolve_dataset_folder
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ __all__ = [
     "resolve_data_dir",
     "dataset_files",
     "known_checksums",
+    "identify_other_dataset",
 ]
 
 #: raw files of the MOGONET repository at a pinned commit; ``<url>/<FOLDER>/<file>``
@@ -351,57 +355,37 @@ def _get_spec(name: str) -> DatasetSpec:
     return DATASETS[key]
 
 
-def _complete(folder: Path, spec: DatasetSpec) -> bool:
-    return folder.is_dir() and all((folder / f).is_file() for f in dataset_files(spec.num_modalities, False))
-
-
 def resolve_data_dir(name: str, data_dir: str | Path | None = None, *, download_missing: bool = True,
                      source: str | Path | None = None, cache_dir: str | Path | None = None) -> Path:
-    """The folder to load dataset ``name`` from.
+    """The folder to load dataset ``name`` from, by the rule of :mod:`deqfusion.data.paths`.
 
-    Tried in order: ``data_dir`` (must exist); ``$DEQFUSION_DATA_DIR/<name>``; ``<cache>/mogonet/<name>``;
-    then, if ``download_missing``, the files are fetched from ``source`` (a URL or a local folder; default the
-    dataset's folder in the MOGONET repository at a pinned commit) into the cache, each checked against the
-    recorded SHA-256 where one exists.
+    ``data_dir`` (the dataset folder or a root holding ``<name>/``); ``$DEQFUSION_DATA_DIR/<name>`` (or the
+    upper-case name); ``<cache>/mogonet/<name>``; then, if ``download_missing``, the files are fetched from
+    ``source`` (a URL or a local folder; default the dataset's folder in the MOGONET repository at a pinned
+    commit) into the cache, each checked against the recorded SHA-256 where one exists. A local folder missing
+    any modality or label file is an error naming the files.
     """
     spec = _get_spec(name)
-    if data_dir is not None:
-        folder = Path(data_dir).expanduser()
-        if not folder.is_dir():
-            raise DataError(f"data folder not found: {folder}")
-        return folder
-    tried = []
-    env = os.environ.get("DEQFUSION_DATA_DIR")
-    if env:
-        for cand in (Path(env).expanduser() / spec.name, Path(env).expanduser() / spec.name.upper()):
-            if _complete(cand, spec):
-                return cand
-        tried.append(str(Path(env) / spec.name))
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else download.default_cache_dir()
-    cached = cache / "mogonet" / spec.name
-    if _complete(cached, spec):
-        return cached
-    tried.append(str(cached))
-    if not download_missing:
-        raise DataError(f"dataset {spec.name!r} not found (looked in {', '.join(tried)}); pass --data-dir or "
-                        "allow the download")
-    if source is None:
-        if spec.remote_folder is None:
-            raise DataError(f"dataset {spec.name!r} is not in the MOGONET repository and was not found "
-                            f"(looked in {', '.join(tried)}); pass its folder with --data-dir")
-        source = f"{MOGONET_URL}/{spec.remote_folder}"
-    checksums = known_checksums(spec)
-    log.info("fetching %s from %s into %s", spec.name, source, cached)
-    try:
-        download.fetch_files(source, dataset_files(spec.num_modalities), cached, checksums)
-    except DataError as exc:
-        raise DataError(f"{exc} (to use a local copy, pass --data-dir DIR or set DEQFUSION_DATA_DIR to the "
-                        "folder holding rosmap/, brca/, ...)") from None
-    if checksums is None:
-        digests = {f: download.sha256_file(cached / f) for f in dataset_files(spec.num_modalities)}
-        log.info("no recorded hashes for %s; fetched files have SHA-256 %s (shapes are checked instead)",
-                 spec.name, digests)
-    return cached
+
+    def fetch(dest: Path) -> None:
+        src = source if source is not None else f"{MOGONET_URL}/{spec.remote_folder}"
+        checksums = known_checksums(spec)
+        log.info("fetching %s from %s into %s", spec.name, src, dest)
+        try:
+            download.fetch_files(src, dataset_files(spec.num_modalities), dest, checksums)
+        except DataError as exc:
+            raise DataError(f"{exc} (to use a local copy, pass --data-dir DIR or set DEQFUSION_DATA_DIR to the "
+                            "folder holding rosmap/, brca/, ...)") from None
+        if checksums is None:
+            digests = {f: download.sha256_file(dest / f) for f in dataset_files(spec.num_modalities)}
+            log.info("no recorded hashes for %s; fetched files have SHA-256 %s (shapes are checked instead)",
+                     spec.name, digests)
+
+    return resolve_dataset_folder(
+        spec.name, dataset_files(spec.num_modalities, with_featnames=False), data_dir, what=f"{spec.name} dataset",
+        aliases=(spec.name.upper(),), cache_dir=cache_dir, cache_subdir="mogonet",
+        fetch=fetch if source is not None or spec.remote_folder is not None else None,
+        download_missing=download_missing)
 
 
 def _check_spec_shapes(data: OmicsData, spec: DatasetSpec) -> None:
@@ -417,14 +401,41 @@ def _check_spec_shapes(data: OmicsData, spec: DatasetSpec) -> None:
                                 f"{spec.feature_dims[m - 1]}")
 
 
+def _matches_shapes(data: OmicsData, spec: DatasetSpec) -> bool:
+    """Whether ``data`` has every sample and feature count recorded for ``spec`` (False when none are recorded)."""
+    if spec.n_train is None or spec.n_test is None or spec.feature_dims is None:
+        return False
+    return (data.n_train, data.n_test) == (spec.n_train, spec.n_test) and all(
+        m - 1 < len(spec.feature_dims) and d == spec.feature_dims[m - 1]
+        for m, d in zip(data.modalities, data.in_dims, strict=True))
+
+
+def identify_other_dataset(folder: Path, spec: DatasetSpec, data: OmicsData | None = None) -> str | None:
+    """Why ``folder`` looks like another named dataset than ``spec`` (None if it does not): a label file whose
+    SHA-256 is recorded for another dataset, or every recorded sample and feature count of another dataset
+    (when ``spec`` records none of its own that would tell them apart)."""
+    for other in DATASETS.values():
+        if other.name == spec.name:
+            continue
+        sums = known_checksums(other)
+        if sums:
+            for f in ("labels_tr.csv", "labels_te.csv"):
+                if f in sums and (folder / f).is_file() and download.sha256_file(folder / f) == sums[f]:
+                    return f"{f} has the SHA-256 recorded for {other.name}"
+        if data is not None and _matches_shapes(data, other) and not _matches_shapes(data, spec):
+            return (f"its sample and feature counts ({data.n_train} / {data.n_test} samples, {data.in_dims} "
+                    f"features) are those of {other.name}")
+    return None
+
+
 def load_dataset(name: str, data_dir: str | Path | None = None, modalities: Sequence[int] | None = None, *,
                  download_missing: bool = True, source: str | Path | None = None,
                  cache_dir: str | Path | None = None, verify: bool = True) -> OmicsData:
     """Resolve (and if needed fetch) a named dataset, check it, and load it (raw values).
 
-    With ``verify``, a dataset with recorded hashes has every file it reads checked against them, and every
-    dataset has its sample and feature counts checked against the known ones; pass ``verify=False`` for a
-    modified copy.
+    Every dataset has its class count and its known sample and feature counts checked, and a folder holding
+    another named dataset's files is refused. ``verify`` also checks every file read against its recorded
+    SHA-256 (for datasets with recorded hashes); pass ``verify=False`` for a modified copy of the same dataset.
     """
     spec = _get_spec(name)
     folder = resolve_data_dir(spec.name, data_dir, download_missing=download_missing, source=source,
@@ -441,6 +452,9 @@ def load_dataset(name: str, data_dir: str | Path | None = None, modalities: Sequ
             raise DataError(f"{exc} (use --no-verify to load a modified copy)") from None
     data = load_mogonet(folder, mods, num_classes=spec.num_classes, name=spec.name,
                         modality_names=spec.modality_names, class_names=spec.class_names)
-    if verify:
-        _check_spec_shapes(data, spec)
+    other = identify_other_dataset(folder, spec, data)
+    if other is not None:
+        raise DataError(f"{folder} does not hold the {spec.name} dataset: {other}; pass the matching --dataset "
+                        f"or the {spec.name} folder")
+    _check_spec_shapes(data, spec)
     return data

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .paths import resolve_dataset_folder
 
 log = logging.getLogger(__name__)
 
@@ -126,19 +127,17 @@ class MosiFeatureData:
         }
 
 
-def resolve_features_root(path: str | Path) -> Path:
-    """The folder holding ``utterance_index.csv``: ``path`` itself or ``path/cmu-mosi-bclstm``."""
-    p = Path(path).expanduser()
-    if (p / "utterance_index.csv").is_file():
-        return p
-    if (p / FEATURES_FOLDER / "utterance_index.csv").is_file():
-        return p / FEATURES_FOLDER
-    if not p.exists():
-        raise DataError(f"MOSI feature folder not found: {p}")
-    raise DataError(
-        f"no utterance_index.csv in {p} or {p / FEATURES_FOLDER}: point --data-dir at the cmu-mosi-bclstm "
-        "folder (or the folder that holds it)"
-    )
+def feature_files() -> list[str]:
+    """The files a bc-LSTM feature folder must hold."""
+    return ["utterance_index.csv"] + [f"{m}/{m}_{suffix}.csv" for m in MODALITIES
+                                      for suffix in _BCLSTM_SPLITS.values()]
+
+
+def resolve_features_root(path: str | Path | None = None) -> Path:
+    """The folder holding the bc-LSTM features: ``path`` itself or ``path/cmu-mosi-bclstm``; without ``path``,
+    ``$DEQFUSION_DATA_DIR/cmu-mosi-bclstm`` or the cache (the rule of :mod:`deqfusion.data.paths`). A folder
+    missing any of :func:`feature_files` is an error naming them."""
+    return resolve_dataset_folder(FEATURES_FOLDER, feature_files(), path, what="MOSI feature")
 
 
 def _read_feature_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -201,7 +200,7 @@ def _read_index(path: Path) -> list[dict]:
     return rows
 
 
-def load_mosi_features(path: str | Path, modalities: Sequence[str] = MODALITIES) -> MosiFeatureData:
+def load_mosi_features(path: str | Path | None, modalities: Sequence[str] = MODALITIES) -> MosiFeatureData:
     """Join the bc-LSTM feature files through ``utterance_index.csv`` into the standard split.
 
     Checks, each failing with a :class:`DataError` naming the file: the three modality files of a bc-LSTM
@@ -434,19 +433,13 @@ def load_mosi_tsv(path: str | Path) -> MosiTextSplit:
     return MosiTextSplit(texts, np.asarray(labels, dtype=np.float32))
 
 
-def resolve_text_root(path: str | Path) -> Path:
-    """The folder holding ``train.tsv``: ``path`` itself or ``path/cmu-mosi-text``."""
-    p = Path(path).expanduser()
-    if (p / TSV_FILES["train"]).is_file():
-        return p
-    if (p / TEXT_FOLDER / TSV_FILES["train"]).is_file():
-        return p / TEXT_FOLDER
-    if not p.exists():
-        raise DataError(f"MOSI text folder not found: {p}")
-    raise DataError(f"no train.tsv in {p} or {p / TEXT_FOLDER}")
+def resolve_text_root(path: str | Path | None = None) -> Path:
+    """The folder holding ``train.tsv``, ``dev.tsv`` and ``test.tsv``: ``path`` itself or ``path/cmu-mosi-text``;
+    without ``path``, ``$DEQFUSION_DATA_DIR/cmu-mosi-text`` or the cache (the rule of :mod:`deqfusion.data.paths`)."""
+    return resolve_dataset_folder(TEXT_FOLDER, list(TSV_FILES.values()), path, what="MOSI text")
 
 
-def load_mosi_text(path: str | Path) -> dict[str, MosiTextSplit]:
+def load_mosi_text(path: str | Path | None = None) -> dict[str, MosiTextSplit]:
     """Read ``train.tsv``, ``dev.tsv`` and ``test.tsv`` from a folder (or its ``cmu-mosi-text`` subfolder)."""
     root = resolve_text_root(path)
     out = {s: load_mosi_tsv(root / f) for s, f in TSV_FILES.items()}
