@@ -27,6 +27,8 @@ from ..training.fullbatch import FullBatchConfig, evaluate, fit, stratified_spli
 from ..training.guard import TrainingDiverged
 from ..training.seed import seed_everything
 from .fusion_spec import resolve_fusion_specs
+from .mmdynamics import PRESETS as MMDYNAMICS_PRESETS
+from .mmdynamics import build_mmdynamics, fixed
 from .runner import Column, Experiment, LoadedRun, Run, Table, register_experiment
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ def presets(reference: bool = False) -> dict[str, tuple[str, dict]]:
         "unrolled": ("unrolled", {"injection": "sum", "unrolled_steps": 4}),
         "concat": ("concat", {}),
         "sum": ("sum", {}),
+        **MMDYNAMICS_PRESETS,
     }
 
 
@@ -115,7 +118,7 @@ def _classifier(cfg: dict, in_dims, num_classes: int, fusion: dict, modality_dro
 
 #: model name -> ``builder(cfg, in_dims, num_classes, fusion, modality_dropout)``; ``fusion`` is a resolved
 #: spec (``{"label", "name", "fusion": registered name, "options"}``)
-MODELS: dict[str, Callable] = {"classifier": _classifier}
+MODELS: dict[str, Callable] = {"classifier": _classifier, "mmdynamics": build_mmdynamics}
 
 
 def build_model(cfg: dict, in_dims, num_classes: int, fusion: dict, modality_dropout: float = 0.0):
@@ -259,7 +262,7 @@ def refit(run: Run) -> dict:
 
 
 #: protocol name -> ``fn(run) -> result``
-PROTOCOLS: dict[str, Callable[[Run], dict]] = {"validation": select_and_test, "refit": refit}
+PROTOCOLS: dict[str, Callable[[Run], dict]] = {"validation": select_and_test, "refit": refit, "fixed": fixed}
 
 
 def train(run: Run) -> dict:
@@ -276,6 +279,10 @@ def tables(config: dict) -> list[Table]:
     cfg, data = config["settings"], config["data"]
     keys = metric_keys(data["num_classes"])
     where = "dev holdout from the training files" if cfg["dev_holdout"] else "test files"
+    if cfg.get("protocol") == "fixed":
+        return [Table(f"{data['name']}: {where}; each recipe trained on all training samples for its set number of "
+                      "epochs, the final model scored once (no selection)",
+                      [Column(f"test_{k}", TITLES[k] + " %", 100.0, 1) for k in keys])]
     title = (f"{data['name']}: {where}; model selected on a stratified {cfg['val_fraction']:.0%} validation split "
              "of the training files")
     if cfg.get("protocol") == "refit":
@@ -295,6 +302,8 @@ def restore(loaded: LoadedRun, label: str, seed: int, data_dir: str | None = Non
     """The model the test set was scored on (with ``refit``: the one retrained on all training samples) and its
     test inputs, as the run saw them."""
     cfg, variant = loaded.settings, loaded.variant(label)
+    if cfg.get("protocol") == "fixed":
+        raise UserError("restoring a model of a fixed-protocol run is not supported")
     run_dir = loaded.path / label / f"seed{seed}"
     refit = cfg.get("protocol") == "refit" and (run_dir / "refit_checkpoint.pt").is_file()
     ckpt = run_dir / ("refit_checkpoint.pt" if refit else "checkpoint.pt")
