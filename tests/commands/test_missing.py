@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from deqfusion.cli import main
-from deqfusion.commands.missing import DEQ_OPTIONS
 from deqfusion.data.mixomics import load_mixomics
 from deqfusion.metrics.classification import classification_metrics
 from deqfusion.models.omics import OmicsClassifier
@@ -28,13 +27,16 @@ def test_outputs(finished, capsys):
     out, _ = finished
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["data"]["test_missing"] == ["protein"] and cfg["data"]["n_test"] == 70
-    assert cfg["methods"]["deq-dropout"]["modality_dropout"] == 0.3
-    assert cfg["methods"]["deq-2mod"]["modalities"] == ["mrna", "mirna"]
+    methods = {v["label"]: v for v in cfg["variants"]}
+    assert methods["deq-dropout"]["modality_dropout"] == 0.3
+    assert methods["deq-2mod"]["modalities"] == ["mrna", "mirna"]
+    assert methods["deq-2mod"]["options"]["f_tol"] == 1e-3  # the omics experiment's CPU setting
     rows = list(csv.DictReader((out / "per_seed.csv").open()))
-    assert [(r["method"], r["seed"]) for r in rows] == [
+    assert [(r["label"], r["seed"]) for r in rows] == [
         (m, "0") for m in ("deq-dropout", "deq-2mod", "concat-zero")]
     summary = json.loads((out / "summary.json").read_text())["summary"]
-    assert summary["concat-zero"]["acc"]["values"] == [float(r["acc"]) for r in rows if r["method"] == "concat-zero"]
+    assert summary["concat-zero"]["test_acc"]["values"] == [
+        float(r["test_acc"]) for r in rows if r["label"] == "concat-zero"]
     md = (out / "summary.md").read_text()
     assert "without protein" in md and "deq-dropout" in md
     for m in ("deq-dropout", "deq-2mod", "concat-zero"):
@@ -47,13 +49,13 @@ def test_outputs(finished, capsys):
 def test_test_scores_come_from_the_selected_model_with_protein_absent(finished, shared_data_dir, method):
     out, _ = finished
     res = json.loads((out / method / "seed0" / "result.json").read_text())
-    cfg = json.loads((out / "config.json").read_text())
-    spec = cfg["methods"][method]
+    config = json.loads((out / "config.json").read_text())
+    cfg = config["settings"]
+    spec = next(v for v in config["variants"] if v["label"] == method)
     data = load_mixomics(shared_data_dir, test_missing=("protein",))
     fit_idx, _ = stratified_split(data.y_train, cfg["val_fraction"], 0)
     scaled = data.minmax_scaled(fit_idx)
-    model = OmicsClassifier([200, 184, 142], 3, hidden=16, fusion=spec["fusion"],
-                            fusion_options=DEQ_OPTIONS if spec["fusion"] == "deq" else None,
+    model = OmicsClassifier([200, 184, 142], 3, hidden=16, fusion=spec["fusion"], fusion_options=spec["options"],
                             feature_norm="layer", modality_dropout=spec["modality_dropout"])
     model.load_state_dict(load_checkpoint(out / method / "seed0" / "checkpoint.pt")["trainer"]["best_state"])
     model.eval()
@@ -73,4 +75,4 @@ def test_resume_and_refusals(finished, capsys):
     assert main(argv + ["--resume"]) == 0  # finished runs are reused
     assert (out / "per_seed.csv").read_text() == before
     assert main(argv + ["--resume", "--lr", "0.5"]) == 2
-    assert "differs" in capsys.readouterr().err
+    assert "other settings (settings.train.lr)" in capsys.readouterr().err

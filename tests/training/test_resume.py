@@ -89,7 +89,7 @@ def test_mosi_features_kill_and_resume(shared_data_dir, tmp_path, monkeypatch):
 
 
 def test_missing_kill_and_resume(shared_data_dir, tmp_path, monkeypatch):
-    import deqfusion.commands.missing as missing
+    import deqfusion.experiments.missing as missing
     from deqfusion.training.fullbatch import FullBatchConfig
 
     monkeypatch.setattr(missing, "FullBatchConfig", functools.partial(FullBatchConfig, checkpoint_every=3))
@@ -106,4 +106,4 @@ def test_missing_kill_and_resume(shared_data_dir, tmp_path, monkeypatch):
     ra = _json(tmp_path / "straight" / "deq-dropout" / "seed0" / "result.json")
     rb = _json(tmp_path / "killed" / "deq-dropout" / "seed0" / "result.json")
     assert rb["test"] == pytest.approx(ra["test"], rel=1e-6, abs=1e-9)
-    assert rb["val_all_modalities"] == pytest.approx(ra["val_all_modalities"], rel=1e-6, abs=1e-9)
+    assert rb["val_all"] == pytest.approx(ra["val_all"], rel=1e-6, abs=1e-9)

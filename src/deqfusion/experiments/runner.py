@@ -165,7 +165,8 @@ _FINGERPRINT_ENV = ("torch_threads", "world_size", "dtype", "device_type")
 
 
 def _jsonable(obj):
-    return json.loads(json.dumps(obj, default=str))
+    """``obj`` as it reads back from a JSON file (keys sorted, as the result files are written)."""
+    return json.loads(json.dumps(obj, default=str, sort_keys=True))
 
 
 def _fingerprinted(config: dict) -> dict:
