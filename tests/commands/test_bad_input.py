@@ -140,10 +140,10 @@ def test_mmimdb(tmp_path, capsys):
 # ----------------------------------------------------------------------------------------------------- missing
 @pytest.mark.parametrize("extra, pattern", [
     (["--methods", "bogus"], r"unknown method\(s\) \['bogus'\]"),
-    (["--methods", "deq-2mod", "deq-2mod"], "repeats"),
+    (["--methods", "deq-2mod", "deq-2mod"], "named twice"),
     (["--modality-dropout", "1.0"], r"--modality-dropout must lie in \[0, 1\)"),
     (["--hidden", "10"], "multiple of 4"),
-    (["--seeds", "1", "1"], "distinct"),
+    (["--seeds", "1", "1"], "repeats a seed"),
 ])
 def test_missing_options(shared_data_dir, tmp_path, capsys, extra, pattern):
     _expect_error(capsys, ["missing", "--data-dir", str(shared_data_dir), "--out", str(tmp_path / "o"), *extra],
