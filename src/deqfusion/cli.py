@@ -1,9 +1,11 @@
 """The ``deqfusion`` command line: one subcommand per experiment or tool.
 
 Each subcommand lives in ``deqfusion.commands.<module>`` and provides ``NAME``, ``HELP``,
-``add_arguments(parser)`` and ``run(args) -> int``. This file only parses and dispatches; errors that a user
-can fix (bad paths, bad options, bad data) are raised as :class:`deqfusion.errors.UserError` (or ``ValueError``
-from input checks) and reported as one line with a non-zero exit status.
+``add_arguments(parser)`` and ``run(args) -> int``. This file parses, checks the output path, dispatches, and is
+the one error path of every command: a :class:`~deqfusion.errors.UserError` (bad paths, options, data,
+checkpoints), a :class:`~deqfusion.errors.RunFailed` (training diverged) and an ``OSError`` on a named file (a
+path that cannot be written) end as one line ``deqfusion <command>: error: <message>`` on stderr with exit status
+2, no traceback. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import importlib
 import logging
 import sys
 
-from .errors import UserError
+from .errors import RunFailed, UserError
+from .training.checkpoint import check_output_path
 
 #: command modules, in the order ``deqfusion --help`` lists them
 COMMAND_MODULES = [
@@ -26,6 +29,11 @@ COMMAND_MODULES = [
     "deqfusion.commands.missing",
     "deqfusion.commands.ablate",
 ]
+
+#: commands whose ``--out`` names a file (every other command's ``--out`` is an output folder)
+OUT_IS_FILE = {"plot"}
+#: exit status of every error reported as one line
+ERROR_STATUS = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,13 +58,28 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "out", None) is not None:
+            check_output_path(args.out, "--out", "file" if args.command in OUT_IS_FILE else "folder")
         return int(args._run(args) or 0)
     except UserError as exc:
-        print(f"deqfusion {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(args.command, str(exc))
+    except RunFailed as exc:
+        return _error(args.command, f"{exc} (the run stopped; a smaller --lr or another seed may help, see the "
+                                    "divergence guard in docs/robustness.md)")
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        name = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+        return _error(args.command, f"{name}: {exc.strerror or exc}; check the paths given on the command line")
     except KeyboardInterrupt:
         print(f"deqfusion {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _error(command: str, message: str) -> int:
+    text = " ".join(message.split())  # one line, whatever the message held
+    print(f"deqfusion {command}: error: {text}", file=sys.stderr)
+    return ERROR_STATUS
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""Exceptions that carry a message meant for the user."""
+"""Exceptions that carry a message meant for the user.
+
+The command line (:mod:`deqfusion.cli`) reports every :class:`UserError` and every :class:`RunFailed` as one line
+``deqfusion <command>: error: <message>`` with exit status 2, no traceback; messages name the option or file at
+fault and, where there is one, the fix.
+"""
 
 
 class UserError(Exception):
@@ -9,5 +14,9 @@ class DataError(UserError, ValueError):
     """A data file is missing or malformed; the message names the file and the problem."""
 
 
-class DEQDivergenceError(RuntimeError):
+class RunFailed(Exception):
+    """A run that cannot go on (training diverged, a solve overflowed); the CLI prints it as one line."""
+
+
+class DEQDivergenceError(RunFailed, RuntimeError):
     """A fixed-point solve produced non-finite values."""

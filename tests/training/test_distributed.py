@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from deqfusion.cli import main
@@ -25,12 +26,37 @@ from deqfusion.training import distributed as ddp
 HERE = Path(__file__).resolve().parent
 
 
-def _torchrun(args, tmp_path, timeout=300):
+def _torchrun(args, tmp_path, timeout=300, expect=0):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    if expect == 0:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    else:
+        assert proc.returncode != 0, proc.stderr[-4000:]
     return proc
+
+
+def test_check_global_batch():
+    assert ddp.check_global_batch(128, 2) == 64 and ddp.check_global_batch(7) == 7
+    with pytest.raises(ddp.DistributedError, match=r"--batch-size 25 \(the global batch\) is not divisible by the 2 "
+                                                   r"processes; pass a multiple of 2 \(e.g. 24 or 26\)"):
+        ddp.check_global_batch(25, 2)
+    with pytest.raises(ddp.DistributedError, match=r"--batch-size 3 .* by the 4 processes; .*\(e.g. 4 or 8\)"):
+        ddp.check_global_batch(3, 4)
+
+
+def test_torchrun_with_a_batch_the_processes_cannot_share_is_one_line(shared_data_dir, tmp_path):
+    proc = _torchrun(["-m", "deqfusion.cli", "mosi-features", "--data-dir", str(shared_data_dir), "--seeds", "0",
+                      "--epochs", "1", "--fusion", "concat", "--subsets", "T+A", "--batch-size", "25",
+                      "--threads", "1", "--out", str(tmp_path / "o")], tmp_path, expect=2)
+    # torchrun itself prints a traceback of its launcher (ChildFailedError) for a process that exits non-zero;
+    # the processes print none: no frame of deqfusion's code, the error as one line from each
+    assert "deqfusion/" not in "".join(ln for ln in proc.stderr.splitlines() if ln.strip().startswith("File "))
+    assert "ChildFailedError" in proc.stderr and "exitcode  : 2" in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln and ln.startswith("deqfusion")]
+    assert errors and all(ln == "deqfusion mosi-features: error: --batch-size 25 (the global batch) is not "
+                                "divisible by the 2 processes; pass a multiple of 2 (e.g. 24 or 26)" for ln in errors)
 
 
 def test_shard_order_covers_the_global_batch():

@@ -87,3 +87,81 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} does not hold a dict checkpoint")
     return state
+
+
+def require_entries(state: dict, path: str | Path, keys: list[str] | tuple[str, ...]) -> None:
+    """Raise :class:`CheckpointError` unless ``state`` (loaded from ``path``) has every entry in ``keys``."""
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} is not a checkpoint of this trainer: it has no {', '.join(map(repr, missing))} "
+                              f"entr{'y' if len(missing) == 1 else 'ies'}; remove it or use another output folder")
+
+
+def _describe_mismatch(expected: dict, got: dict) -> list[str]:
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    shapes = [k for k in expected if k in got and isinstance(got[k], torch.Tensor)
+              and isinstance(expected[k], torch.Tensor) and got[k].shape != expected[k].shape]
+    not_tensors = [k for k in expected if k in got and not isinstance(got[k], torch.Tensor)]
+    out = []
+    if missing:
+        out.append(f"missing {_few(missing)}")
+    if unexpected:
+        out.append(f"unexpected {_few(unexpected)}")
+    for k in shapes[:3]:
+        out.append(f"{k!r} has shape {tuple(got[k].shape)}, the model's {tuple(expected[k].shape)}")
+    if len(shapes) > 3:
+        out.append(f"{len(shapes) - 3} more shape mismatches")
+    if not_tensors:
+        out.append(f"{_few(not_tensors)} not tensors")
+    return out
+
+
+def _few(keys: list[str], n: int = 4) -> str:
+    shown = ", ".join(repr(k) for k in keys[:n])
+    return shown + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+
+def load_state_into(target: Any, state: Any, path: str | Path, what: str = "model") -> None:
+    """``target.load_state_dict(state)`` with a one-line :class:`CheckpointError` naming ``path`` instead of torch's
+    multi-line error when the state does not fit.
+
+    For an ``nn.Module`` the keys and tensor shapes are compared first (missing, unexpected, wrong shape); for an
+    optimiser, a scheduler or anything else with ``load_state_dict``, whatever it raises on a state that does not fit
+    (``ValueError``, ``KeyError``, ``RuntimeError``, ``TypeError``, ``IndexError``) is turned into the same error.
+    """
+    fix = "it was written for another model or settings; remove it or use another output folder"
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: its {what} entry is a {type(state).__name__}, not a state dict; {fix}")
+    if isinstance(target, torch.nn.Module):
+        problems = _describe_mismatch(target.state_dict(), state)
+        if problems:
+            raise CheckpointError(f"{path}: its {what} state does not fit ({'; '.join(problems)}); {fix}")
+    try:
+        target.load_state_dict(state)
+    except (ValueError, KeyError, RuntimeError, TypeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: its {what} state does not fit ({first}); {fix}") from exc
+
+
+def check_output_path(path: str | Path, option: str = "--out", kind: str = "folder") -> Path:
+    """Check, without creating anything, that ``path`` can be used as an output ``kind`` (``"folder"`` or
+    ``"file"``): not an existing file where a folder is wanted (or a folder where a file is), and its nearest
+    existing ancestor a writable folder. Raises :class:`~deqfusion.errors.UserError` naming ``option``."""
+    if kind not in ("folder", "file"):
+        raise ValueError(f"kind must be 'folder' or 'file', got {kind!r}")
+    p = Path(path).expanduser()
+    if kind == "folder" and p.exists() and not p.is_dir():
+        raise UserError(f"{option} {p} exists and is not a folder; pass a folder path")
+    if kind == "file" and p.is_dir():
+        raise UserError(f"{option} {p} is a folder; pass a file path")
+    probe = p if kind == "folder" else p.parent
+    anc = probe.absolute()
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise UserError(f"{option} {p} cannot be created: {anc} is a file, not a folder")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        what = "written to" if anc == probe.absolute() else f"created (no write permission in {anc})"
+        raise UserError(f"{option} {p} cannot be {what}; pass a path you can write to")
+    return p

@@ -17,10 +17,31 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from ..errors import UserError
+
 log = logging.getLogger(__name__)
 
-__all__ = ["setup_from_env", "cleanup", "is_distributed", "world_size", "rank", "is_main", "barrier",
+__all__ = ["DistributedError", "check_global_batch",
+           "setup_from_env", "cleanup", "is_distributed", "world_size", "rank", "is_main", "barrier",
            "all_reduce_sum", "gather_rows", "shard_order", "all_gather_objects"]
+
+
+class DistributedError(UserError, ValueError):
+    """A setting that multi-process training cannot honour (e.g. a batch the processes cannot share evenly)."""
+
+
+def check_global_batch(batch_size: int, num_replicas: int | None = None, option: str = "--batch-size") -> int:
+    """The per-process share of the global ``batch_size``; a :class:`DistributedError` naming ``option`` when the
+    number of processes does not divide it (the processes would otherwise see batches of different sizes, and
+    step ``k`` would no longer cover the samples of a one-process run's step ``k``)."""
+    n = world_size() if num_replicas is None else int(num_replicas)
+    if batch_size < 1:
+        raise DistributedError(f"{option} must be >= 1, got {batch_size}")
+    if batch_size % n:
+        lo = max(n, batch_size - batch_size % n)
+        raise DistributedError(f"{option} {batch_size} (the global batch) is not divisible by the {n} processes; "
+                               f"pass a multiple of {n} (e.g. {lo} or {lo + n})")
+    return batch_size // n
 
 
 def is_distributed() -> bool:
@@ -62,7 +83,7 @@ def setup_from_env(device: str = "cpu", timeout_s: float = 600.0) -> str:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if cuda:
         if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was requested but CUDA is not available")
+            raise DistributedError("--device cuda was requested but CUDA is not available; pass --device cpu")
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
     if not dist.is_initialized():

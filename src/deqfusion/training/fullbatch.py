@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UserError
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, load_state_into, require_entries, save_checkpoint
 from .guard import DivergenceGuard, GuardConfig
 from .seed import rng_state, set_rng_state
 
@@ -279,9 +279,10 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
         saved = load_checkpoint(ckpt)
         if fingerprint is not None and saved.get("fingerprint") != fingerprint:
             raise UserError(f"{ckpt} was written with other settings; remove it or drop --resume")
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
+        require_entries(saved, ckpt, ["model", "optimizer", "scheduler", "rng", "trainer"])
+        load_state_into(model, saved["model"], ckpt)
+        load_state_into(optimizer, saved["optimizer"], ckpt, "optimizer")
+        load_state_into(scheduler, saved["scheduler"], ckpt, "scheduler")
         set_rng_state(saved["rng"])
         state = saved["trainer"]
         if guard is not None and "guard" in state:

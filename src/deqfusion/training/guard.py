@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ..errors import RunFailed
+
 log = logging.getLogger(__name__)
 
 __all__ = ["POLICIES", "TrainingDiverged", "GuardConfig", "StepReport", "DivergenceGuard"]
@@ -53,7 +55,7 @@ EVENT_KINDS = ("nonfinite_loss", "forward_nonfinite", "forward_residual", "backw
                "backward_residual", "nonfinite_grad")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(RunFailed, RuntimeError):
     """Training cannot continue: the loss or the weights became non-finite, or too many steps were skipped."""
 
 

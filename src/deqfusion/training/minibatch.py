@@ -80,7 +80,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from . import distributed as ddp
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, load_state_into, require_entries, save_checkpoint
 from .guard import DivergenceGuard, GuardConfig, TrainingDiverged
 from .seed import rng_state, set_rng_state
 
@@ -250,9 +250,7 @@ class MinibatchTrainer:
         self.world_size, self.rank = ddp.world_size(), ddp.rank()
         self.train_model = model
         if self.world_size > 1:
-            if config.batch_size % self.world_size:
-                raise ValueError(f"batch_size {config.batch_size} (the global batch) must be divisible by the "
-                                 f"number of processes {self.world_size}")
+            ddp.check_global_batch(config.batch_size, self.world_size)
             from torch.nn.parallel import DistributedDataParallel
 
             self.train_model = DistributedDataParallel(
@@ -391,10 +389,12 @@ class MinibatchTrainer:
                                 "folder or rerun with the original settings")
             if ckpt.get("done"):
                 log.info("%s: finished run found in %s, not training again", cfg.desc, last_path)
+                require_entries(ckpt, last_path, ["result"])
                 return ckpt["result"]
-            self.model.load_state_dict(ckpt["model"])
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-            scheduler.load_state_dict(ckpt["scheduler"])
+            require_entries(ckpt, last_path, ["model", "optimizer", "scheduler", "shuffle_generator", "rng", "state"])
+            load_state_into(self.model, ckpt["model"], last_path)
+            load_state_into(self.optimizer, ckpt["optimizer"], last_path, "optimizer")
+            load_state_into(scheduler, ckpt["scheduler"], last_path, "scheduler")
             gen.set_state(ckpt["shuffle_generator"])
             per_rank = ckpt.get("rng_per_rank") or [ckpt["rng"]]
             if len(per_rank) != self.world_size:
