@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import sys
 
 from .errors import RunFailed, UserError
@@ -34,6 +35,23 @@ COMMAND_MODULES = [
 OUT_IS_FILE = {"plot"}
 #: exit status of every error reported as one line
 ERROR_STATUS = 2
+
+#: options shared by several commands and the values they accept: ``dest -> (test, what the value must be)``;
+#: checked for every command that has the option, before the command runs (None means "the default")
+OPTION_RULES = {
+    **dict.fromkeys(("epochs", "max_epochs", "batch_size", "eval_every", "hidden", "step_size", "repeats",
+                     "f_max_iter", "b_max_iter", "unrolled_steps", "phantom_steps", "max_seq_length", "rank",
+                     "steps", "modalities", "batch", "width"),
+                    (lambda v: v >= 1, "be >= 1")),
+    **dict.fromkeys(("patience", "threads"), (lambda v: v >= 0, "be >= 0")),
+    **dict.fromkeys(("lr", "fusion_lr", "head_lr", "f_tol", "b_tol", "gamma"),
+                    (lambda v: math.isfinite(v) and v > 0, "be finite and > 0")),
+    **dict.fromkeys(("weight_decay", "lambda_jac", "clip", "grad_clip"),
+                    (lambda v: math.isfinite(v) and v >= 0, "be finite and >= 0")),
+    **dict.fromkeys(("dropout", "input_dropout", "modality_dropout", "warmup"),
+                    (lambda v: 0 <= v < 1, "lie in [0, 1)")),
+    **dict.fromkeys(("val_fraction", "dev_holdout", "band"), (lambda v: 0 < v < 1, "lie in (0, 1)")),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        check_options(args)
         if getattr(args, "out", None) is not None:
             check_output_path(args.out, "--out", "file" if args.command in OUT_IS_FILE else "folder")
         return int(args._run(args) or 0)
@@ -74,6 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"deqfusion {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Raise :class:`UserError` naming the first option of :data:`OPTION_RULES` whose value (or one of its
+    values, for an option taking several) is out of range."""
+    for dest, (ok, what) in OPTION_RULES.items():
+        value = getattr(args, dest, None)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if v is not None and not isinstance(v, bool) and isinstance(v, (int, float)) and not ok(v):
+                option = "--" + dest.replace("_", "-")
+                raise UserError(f"{option} must {what}, got {v}")
 
 
 def _error(command: str, message: str) -> int:

@@ -5,7 +5,14 @@ from deqfusion.errors import UserError
 from deqfusion.metrics.classification import classification_metrics
 from deqfusion.models.omics import OmicsClassifier, omics_loss
 from deqfusion.training.checkpoint import load_checkpoint
-from deqfusion.training.fullbatch import FullBatchConfig, evaluate, fit, selection_direction, stratified_split
+from deqfusion.training.fullbatch import (
+    FullBatchConfig,
+    _check_selection_keys,
+    evaluate,
+    fit,
+    selection_direction,
+    stratified_split,
+)
 from deqfusion.training.seed import seed_everything
 
 
@@ -125,13 +132,32 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
         _train(cfg, fusion="deq", opts=opts, checkpoint_path=ck, resume=True, fingerprint={"a": 2})
 
 
-def test_config_checks():
+def test_config_checks(tmp_path):
     with pytest.raises(ValueError, match="epochs"):
         FullBatchConfig(epochs=0)
     with pytest.raises(ValueError, match="patience"):
         FullBatchConfig(patience=0)
-    with pytest.raises(ValueError, match="selection key 'bogus'"):
-        _train(FullBatchConfig(epochs=2, eval_every=1, select="bogus"))
+    # a selection score the model and data do not have is refused before the first step, with a checkpoint
+    # path given: nothing is written
+    with pytest.raises(UserError, match="selection score 'bogus' is not among the validation scores .*; choose "
+                                        "one of acc, auc, ce, confidence, f1, f1_macro, jac, loss"):
+        _train(FullBatchConfig(epochs=2, eval_every=1, select="bogus"), checkpoint_path=tmp_path / "c.pt")
+    assert not (tmp_path / "c.pt").exists()
+    with pytest.raises(UserError, match="tie-break score 'f1_weighted'"):  # a multi-class score on 2 classes
+        _train(FullBatchConfig(epochs=2, eval_every=1, tie_break="f1_weighted"))
+
+
+def test_the_selection_check_leaves_the_run_as_it_was():
+    """The check scores the untrained model once: weights, training mode and every RNG state are as before."""
+    xs, y = _data()
+    seed_everything(0)
+    model = OmicsClassifier([6, 4], 2, hidden=8, fusion="deq")
+    model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.random.get_rng_state()
+    _check_selection_keys(model, xs, y, FullBatchConfig(select="auc"), _loss, _probs, _metrics)
+    assert torch.equal(rng, torch.random.get_rng_state()) and model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 def test_without_validation_trains_a_fixed_number_of_epochs_and_keeps_the_last_model():

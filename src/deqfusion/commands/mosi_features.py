@@ -120,6 +120,7 @@ def run(args) -> int:
 
 def _run(args, main: bool) -> int:
     from ..fusion.registry import available_fusions
+    from ..metrics.regression import regression_metrics
     from ..models.mosi_features import MosiFeatureModel
     from ..training import distributed as ddp
     from ..training.checkpoint import load_checkpoint
@@ -145,6 +146,9 @@ def _run(args, main: bool) -> int:
         raise UserError("--epochs, --patience and --batch-size must be >= 1 and --hidden >= 4")
     if args.phantom_steps < 1:
         raise UserError(f"--phantom-steps must be >= 1, got {args.phantom_steps}")
+    scores = ["loss", *(k for k in regression_metrics(np.zeros(2), np.ones(2)) if k not in ("n", "n_nonzero"))]
+    if args.select not in scores:
+        raise UserError(f"--select {args.select!r} is not a dev score; choose one of {', '.join(scores)}")
 
     out = Path(args.out)
     cfg = _config(args)

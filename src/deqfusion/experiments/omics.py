@@ -72,6 +72,10 @@ def metric_keys(num_classes: int) -> list[str]:
     return ["acc", "f1", "auc"] if num_classes == 2 else ["acc", "f1_weighted", "f1_macro"]
 
 
+#: what ``--select`` may name: the classification metrics (``f1`` and ``auc`` for two classes, ``f1_weighted``
+#: for more) and the parts of the loss
+SELECT_KEYS = ("ce", "loss", "acc", "f1", "auc", "f1_macro", "f1_weighted", "confidence", "jac")
+
 TITLES = {"acc": "ACC", "f1": "F1", "auc": "AUC", "f1_weighted": "F1 (weighted)", "f1_macro": "F1 (macro)"}
 
 
@@ -86,6 +90,8 @@ def configure(args) -> tuple[dict, list[dict]]:
         raise UserError("--modalities needs at least 2 modalities to fuse")
     if not 0.0 < args.val_fraction < 1.0:
         raise UserError(f"--val-fraction must lie in (0, 1), got {args.val_fraction}")
+    if args.select not in SELECT_KEYS:
+        raise UserError(f"--select {args.select!r} is not a validation score; choose one of {', '.join(SELECT_KEYS)}")
     if args.dev_holdout is not None and not 0.0 < args.dev_holdout < 1.0:
         raise UserError(f"--dev-holdout must lie in (0, 1), got {args.dev_holdout}")
     try:

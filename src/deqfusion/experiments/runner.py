@@ -38,6 +38,7 @@ import torch
 
 from ..errors import UserError
 from ..training import distributed as ddp
+from ..training.checkpoint import model_code_version
 from ..training.results import markdown_table, mean_std, write_csv, write_json
 
 log = logging.getLogger(__name__)
@@ -149,19 +150,21 @@ def available_experiments() -> list[str]:
 
 
 def environment(settings: dict) -> dict:
-    """The run environment; the first four keys change numerics and enter the fingerprint."""
+    """The run environment; the first five keys change numerics and enter the fingerprint (``model_code``: a
+    hash of the solver's, fusions' and models' code, :func:`~deqfusion.training.checkpoint.model_code_version`)."""
     device = settings.get("device") or (settings.get("sources") or {}).get("device") or "cpu"
     return {
         "torch_threads": torch.get_num_threads(),
         "world_size": ddp.world_size(),
         "dtype": str(settings.get("dtype") or torch.get_default_dtype()).replace("torch.", ""),
         "device_type": torch.device(device).type,
+        "model_code": model_code_version(),
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
 
 
-_FINGERPRINT_ENV = ("torch_threads", "world_size", "dtype", "device_type")
+_FINGERPRINT_ENV = ("torch_threads", "world_size", "dtype", "device_type", "model_code")
 
 
 def _jsonable(obj):
@@ -309,6 +312,7 @@ def _prepare(exp: Experiment, settings: dict, variants: list[dict], seeds: list[
     config["fingerprint"] = fingerprint_of(config)
     if (out / "config.json").is_file():
         config = _merge_with_stored(out, config)
+    if resume:
         _check_finished_runs(out, config)
     return data, config
 
@@ -332,8 +336,24 @@ def run_experiment(exp: Experiment, settings: dict, variants: list[dict], seeds:
     data, config = _prepare(exp, settings, variants, seeds, out, resume)
     main = ddp.is_main()
     ddp.barrier()  # every process has checked the folder before rank 0 writes into it
+    created = not (out / "config.json").is_file()
     if main:
         write_json(out / "config.json", config)
+    try:
+        return _run_all(exp, config, data, variants, seeds, out, resume, progress, main)
+    except UserError:
+        # a refusal (a selection score the data lacks, a checkpoint written with other settings) comes before
+        # its run trains: a config.json this call wrote goes again, so that the refused call leaves nothing
+        if created and main:
+            (out / "config.json").unlink(missing_ok=True)
+            for d in sorted((p for p in [out, *out.rglob("*")] if p.is_dir()), key=lambda p: -len(p.parts)):
+                if not any(d.iterdir()):
+                    d.rmdir()
+        raise
+
+
+def _run_all(exp: Experiment, config: dict, data: Any, variants: list[dict], seeds: list[int], out: Path,
+             resume: bool, progress: bool, main: bool) -> dict:
     jobs = [(v, s) for v in variants for s in seeds]
     rows, t0 = [], time.perf_counter()
     bar = None

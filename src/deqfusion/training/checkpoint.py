@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import functools
+import hashlib
 import json
 import logging
 import os
@@ -165,3 +168,32 @@ def check_output_path(path: str | Path, option: str = "--out", kind: str = "fold
         what = "written to" if anc == probe.absolute() else f"created (no write permission in {anc})"
         raise UserError(f"{option} {p} cannot be {what}; pass a path you can write to")
     return p
+
+
+#: the packages whose code decides a model's arithmetic (the solver, the fusions, the models)
+MODEL_PACKAGES = ("deq", "fusion", "models")
+
+
+@functools.cache
+def model_code_version(packages: tuple[str, ...] = MODEL_PACKAGES) -> str:
+    """A short hash of the code of ``deqfusion.<package>`` for each of ``packages`` (:func:`code_hash` of their
+    modules). Part of a run's fingerprint: a run is resumed only by the code that started it."""
+    root = Path(__file__).resolve().parent.parent
+    return code_hash([p for package in packages for p in sorted((root / package).rglob("*.py"))], root)
+
+
+def code_hash(paths: list[Path], root: Path) -> str:
+    """A short hash of the syntax trees of the Python files ``paths`` (named relative to ``root``) with their
+    docstrings removed: a changed computation changes it, an edited comment, docstring or layout does not."""
+    digest = hashlib.sha256()
+    for path in paths:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                    and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]
+        digest.update(Path(path).relative_to(root).as_posix().encode())
+        digest.update(ast.dump(tree).encode())
+    return digest.hexdigest()[:12]

@@ -232,6 +232,21 @@ def _clone_state(model: nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def _check_selection_keys(model, x_val, y_val, config, loss_fn, probs_fn, metrics_fn) -> None:
+    """Before any training: score the untrained model once (RNG states restored afterwards, so the run is the
+    one it would have been) and refuse a selection or tie-break key that is not among the validation scores."""
+    saved = rng_state()
+    try:
+        names = evaluate(model, x_val, y_val, loss_fn, probs_fn, metrics_fn)
+    finally:
+        set_rng_state(saved)
+    for what, key in (("selection", config.select), ("tie-break", config.tie_break)):
+        if key is not None and key not in names:
+            scores = sorted(k for k in names if not k.startswith("solver_"))
+            raise UserError(f"{what} score {key!r} is not among the validation scores of this model and data; "
+                            f"choose one of {', '.join(scores)}")
+
+
 def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequence[Tensor] | None,
         y_val: Tensor | None,
         config: FullBatchConfig, loss_fn: Callable, probs_fn: Callable, metrics_fn: Callable, *,
@@ -263,6 +278,8 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
     if no_val and config.reference_protocol:
         raise ValueError("reference_protocol needs a validation part")
     x_fit, x_val = list(x_fit), (None if no_val else list(x_val))
+    if not no_val:
+        _check_selection_keys(model, x_val, y_val, config, loss_fn, probs_fn, metrics_fn)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = make_scheduler(optimizer, config)
     guard = None if config.guard is None else DivergenceGuard(
