@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "deqfusion.commands.plot",
     "deqfusion.commands.missing",
     "deqfusion.commands.ablate",
+    "deqfusion.commands.report",
 ]
 
 #: commands whose ``--out`` names a file (every other command's ``--out`` is an output folder)
