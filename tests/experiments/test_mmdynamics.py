@@ -1,6 +1,9 @@
 import json
+import shutil
 
+import numpy as np
 import pytest
+import torch
 
 from deqfusion.cli import main
 from deqfusion.data.mogonet import load_dataset
@@ -74,3 +77,30 @@ def test_fixed_protocol_refuses_other_variants_and_test_scoring(shared_data_dir,
     assert main([*base, "--out", str(tmp_path / "a"), "--fusion", "deq"]) == 2
     assert main([*base, "--out", str(tmp_path / "b"), "--fusion", "mmdynamics", "--reference-protocol"]) == 2
     assert main([*base, "--out", str(tmp_path / "c"), "--fusion", "mmdynamics:f_max_iter=3"]) == 2
+
+
+def test_fixed_protocol_trains_the_same_model_whatever_the_test_files_hold(shared_data_dir, tmp_path,
+                                                                           short_recipes):
+    # a copy of ROSMAP whose test files hold other values and flipped labels: if anything of the test files
+    # reached training (scaling statistics, selection, a peek at test scores), the training record would change
+    changed = tmp_path / "rosmap-other-test"
+    shutil.copytree(shared_data_dir / "rosmap", changed)
+    rng = np.random.default_rng(0)
+    for v in (1, 2, 3):
+        x = np.loadtxt(changed / f"{v}_te.csv", delimiter=",")
+        np.savetxt(changed / f"{v}_te.csv", rng.uniform(-5.0, 5.0, size=x.shape), delimiter=",")
+    y = np.loadtxt(changed / "labels_te.csv", delimiter=",")
+    np.savetxt(changed / "labels_te.csv", 1.0 - y, delimiter=",")
+    runs = {}
+    for name, folder, verify in (("real", shared_data_dir / "rosmap", []), ("changed", changed, ["--no-verify"])):
+        out = tmp_path / name
+        assert main(["omics", "--dataset", "rosmap", "--data-dir", str(folder), "--out", str(out), *verify,
+                     "--fusion", "mmdynamics", "--protocol", "fixed", "--seeds", "0", "--threads", "1",
+                     "--no-progress"]) == 0
+        runs[name] = (json.loads((out / "mmdynamics" / "seed0" / "result.json").read_text()),
+                      torch.load(out / "mmdynamics" / "seed0" / "checkpoint.pt", weights_only=False))
+    (real, real_ckpt), (other, other_ckpt) = runs["real"], runs["changed"]
+    assert real_ckpt["trainer"]["history"] == other_ckpt["trainer"]["history"]  # per-epoch training losses
+    for key, value in real_ckpt["model"].items():
+        assert torch.equal(value, other_ckpt["model"][key]), key
+    assert real["test"]["acc"] != other["test"]["acc"]  # the test files did differ, and were scored
