@@ -69,6 +69,9 @@ def test_fixed_protocol_through_the_command(shared_data_dir, tmp_path, short_rec
     assert deq["recipe"]["fusion_options"] == {"injection": "sum", "f_max_iter": 4, "b_mode": "phantom"}
     assert 1 <= deq["solver_steps"] <= 4
     assert "no selection" in (out / "summary.md").read_text()
+    config = json.loads((out / "config.json").read_text())  # the recipes as run, not the command's defaults
+    assert config["settings"]["recipes"]["mmdynamics"] == exp_mmd.recipe("mmdynamics", "rosmap")
+    assert config["settings"]["recipes"]["mmdynamics-deq"]["hidden"] == 300
 
 
 def test_fixed_protocol_refuses_other_variants_and_test_scoring(shared_data_dir, tmp_path, short_recipes):
@@ -77,6 +80,11 @@ def test_fixed_protocol_refuses_other_variants_and_test_scoring(shared_data_dir,
     assert main([*base, "--out", str(tmp_path / "a"), "--fusion", "deq"]) == 2
     assert main([*base, "--out", str(tmp_path / "b"), "--fusion", "mmdynamics", "--reference-protocol"]) == 2
     assert main([*base, "--out", str(tmp_path / "c"), "--fusion", "mmdynamics:f_max_iter=3"]) == 2
+    # options that would set what a recipe fixes are refused, not ignored
+    for extra in (["--hidden", "300"], ["--epochs", "10"], ["--lr", "1e-3"], ["--lambda-jac", "5"],
+                  ["--reference-settings"]):
+        assert main([*base, "--out", str(tmp_path / "d"), "--fusion", "mmdynamics", *extra]) == 2
+        assert not (tmp_path / "d").exists()
 
 
 def test_fixed_protocol_trains_the_same_model_whatever_the_test_files_hold(shared_data_dir, tmp_path,

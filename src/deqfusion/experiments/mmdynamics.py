@@ -33,7 +33,7 @@ from ..training.guard import TrainingDiverged
 from ..training.seed import seed_everything
 from .runner import Run
 
-__all__ = ["PRESETS", "RECIPES", "recipe", "build_mmdynamics", "fixed"]
+__all__ = ["PRESETS", "RECIPES", "recipe", "fixed_recipes", "build_mmdynamics", "fixed"]
 
 _ADAM = dict(lr=1e-4, weight_decay=1e-4)
 
@@ -70,6 +70,27 @@ def recipe(name: str, dataset: str) -> dict:
     base.update({k: v for k, v in own.items() if k != "train"})
     base["train"].update(own.get("train", {}))
     return base
+
+
+#: command options that set what a recipe fixes; the fixed protocol refuses them instead of ignoring them
+_RECIPE_OPTIONS = ("hidden", "epochs", "lr", "step_size", "gamma", "eval_every", "patience", "lambda_jac")
+
+
+def fixed_recipes(args, variants) -> dict:
+    """The resolved recipe of every variant of a ``--protocol fixed`` command (recorded in its configuration).
+
+    Refuses variants that are not recipes, and command options that would set what a recipe fixes (width,
+    schedule, Jacobian weight, ``--reference-settings``), rather than ignoring them."""
+    given = [f"--{k.replace('_', '-')}" for k in _RECIPE_OPTIONS if getattr(args, k, None) is not None]
+    if getattr(args, "reference_settings", False):
+        given.append("--reference-settings")
+    if given:
+        raise UserError(f"--protocol fixed trains each recipe with its own settings; drop {', '.join(given)} "
+                        f"(recipes: {', '.join(sorted(RECIPES))}; docs/omics.md)")
+    others = [v["label"] for v in variants if v["name"] not in RECIPES]
+    if others:
+        raise UserError(f"--protocol fixed runs the recipes {sorted(RECIPES)}, not {', '.join(others)}")
+    return {v["name"]: recipe(v["name"], args.dataset) for v in variants}
 
 
 def build_mmdynamics(cfg: dict, in_dims, num_classes: int, fusion: dict, modality_dropout: float = 0.0):

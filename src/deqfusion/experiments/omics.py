@@ -28,7 +28,7 @@ from ..training.guard import TrainingDiverged
 from ..training.seed import seed_everything
 from .fusion_spec import resolve_fusion_specs
 from .mmdynamics import PRESETS as MMDYNAMICS_PRESETS
-from .mmdynamics import build_mmdynamics, fixed
+from .mmdynamics import build_mmdynamics, fixed, fixed_recipes
 from .runner import Column, Experiment, LoadedRun, Run, Table, register_experiment
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,10 @@ def configure(args) -> tuple[dict, list[dict]]:
         "sources": {"data_dir": args.data_dir, "source": args.source, "cache_dir": args.cache_dir,
                     "download": args.download, "verify": args.verify},
     }
-    return settings, resolve_fusion_specs(args.fusion, presets(args.reference_settings))
+    variants = resolve_fusion_specs(args.fusion, presets(args.reference_settings))
+    if settings["protocol"] == "fixed":
+        settings["recipes"] = fixed_recipes(args, variants)
+    return settings, variants
 
 
 # --------------------------------------------------------------------------------------------------- models
