@@ -1,6 +1,6 @@
 """The documentation stays true: every results table kept between ``<!-- report: ... -->`` markers in the README
-and the docs equals what ``deqfusion report`` renders from its committed result files, and the options table of
-the usage page matches the signature of ``DEQFusion``."""
+and the docs equals what ``deqfusion report`` renders from its committed result files, and the options tables of
+the usage page and the README match the signature of ``DEQFusion``."""
 
 import inspect
 import re
@@ -45,3 +45,34 @@ def test_usage_options_table_matches_the_signature():
     for name, shown in table.items():
         assert shown == repr(params[name].default).replace("'", '"'), (
             f"docs/usage.md says {name} defaults to {shown}, DEQFusion has {params[name].default!r}")
+
+
+def _readme_options() -> list[tuple[list[str], list[str]]]:
+    """Rows of the README's options table: (argument names, default cells), several names per row allowed."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Options"):]
+    section = section[:section.index("\n\n", section.index("|"))]
+    rows = []
+    for line in section.splitlines()[3:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        names = re.findall(r"`(\w+)`", cells[0])
+        defaults = [d.strip() for d in cells[1].split(",")]
+        rows.append((names, defaults))
+    return rows
+
+
+def test_readme_options_table_matches_the_signature():
+    import ast
+
+    params = inspect.signature(DEQFusion.__init__).parameters
+    rows = _readme_options()
+    assert len(rows) >= 8
+    for names, defaults in rows:
+        assert len(defaults) in (1, len(names)), (names, defaults)
+        for name, cell in zip(names, defaults * len(names) if len(defaults) == 1 else defaults):
+            assert name in params and params[name].kind is inspect.Parameter.KEYWORD_ONLY, f"README: no option {name}"
+            cell = cell.strip("`")
+            # a default written as another argument's name means "None: take that argument's value"
+            value = None if cell in params else ast.literal_eval(cell)
+            assert value == params[name].default, f"README says {name} defaults to {cell}, DEQFusion has " \
+                                                  f"{params[name].default!r}"

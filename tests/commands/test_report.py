@@ -190,3 +190,21 @@ def test_long_layout_across_experiments(tmp_path):
                          f"| concat | 2 | MAE | 0.600 +- {statistics.stdev([0.5, 0.7]):.3f} |"]
     with pytest.raises(UserError, match="markdown"):
         rep.render("csv", long=True)
+
+
+def test_measured_column_from_provenance(tmp_path, capsys):
+    a = _write_run(tmp_path / "a", variants=[{"label": "deq", "lr": 0.1}])
+    b = _write_run(tmp_path / "b", variants=[{"label": "concat", "lr": 1.0}])
+    (a / "provenance.json").write_text(json.dumps({"date": "2026-11-28", "commit": "abc1234"}))
+    rep = build_report([a, b], timing=False, measured=True)
+    assert rep.render("md").splitlines()[0] == "| variant | seeds | ACC % | measured |"
+    assert rep.body() == [["deq", 3, _expect(0.1), "2026-11-28, abc1234"], ["concat", 3, _expect(1.0), "-"]]
+    assert rep.render("md", long=True).splitlines()[2] == f"| deq | 3 | ACC % | {_expect(0.1)} | 2026-11-28, abc1234 |"
+    assert json.loads(rep.render("json"))["concat"]["measured"] is None
+    assert list(csv.DictReader(io.StringIO(rep.render("csv"))))[0]["measured"] == "2026-11-28, abc1234"
+    assert "measured" not in build_report([a], timing=False).render("md")
+    assert main(["report", str(a), "--no-timing", "--measured"]) == 0
+    assert "2026-11-28, abc1234" in capsys.readouterr().out
+    (b / "provenance.json").write_text(json.dumps({"date": "2026-11-28"}))
+    with pytest.raises(UserError, match="provenance.json must hold a 'date' and a 'commit'"):
+        build_report([b], measured=True)

@@ -16,7 +16,9 @@ A column is ``KEY[:TITLE[:SCALE[:DIGITS]]]``: ``KEY`` names a per-seed value (``
 ...), the cell shows ``mean * SCALE +- sd * SCALE`` with ``DIGITS`` decimals (default 1 and 3). Without
 ``--columns`` the experiment's first table is used when the experiment is known, else every ``test_*`` value.
 ``--long`` prints one row per variant and metric instead, leaving out the metrics a variant's runs do not hold,
-so that folders of different experiments (an accuracy here, an error there) share one table.
+so that folders of different experiments (an accuracy here, an error there) share one table. ``--measured`` adds a
+column with the date and the commit of the code a variant was measured with, read from the ``provenance.json``
+(``{"date": "2026-11-28", "commit": "eaf65f2"}``) kept beside the ``config.json`` of a committed result folder.
 
 **Tables kept in documents.** ``--fill FILE...`` rewrites, in markdown files, every block between a line
 ``<!-- report: ARGS -->`` and the next ``<!-- /report -->`` with the table ``deqfusion report ARGS`` prints (folder
@@ -100,6 +102,7 @@ class Source:
     rows: list[dict]
     labels: list[str]
     columns: list[ColumnSpec] | None
+    measured: str | None = None
 
 
 def _number(text: str):
@@ -154,11 +157,40 @@ def _read_per_seed_csv(path: Path, group_by: list[str] | None) -> Source:
     return Source(path, rows, labels, None)
 
 
+def read_provenance(path: str | Path) -> str | None:
+    """``"DATE, COMMIT"`` from the folder's ``provenance.json``, or None when it has none.
+
+    Raises:
+        UserError: the file is not JSON or lacks a ``date`` or a ``commit``.
+    """
+    file = Path(path) / "provenance.json"
+    if not file.is_file():
+        return None
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{file} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or not data.get("date") or not data.get("commit"):
+        raise UserError(f"{file} must hold a 'date' and a 'commit', e.g. {{\"date\": \"2026-11-28\", "
+                        f"\"commit\": \"eaf65f2\"}}")
+    return f"{data['date']}, {data['commit']}"
+
+
 def read_folder(path: str | Path, group_by: list[str] | None = None) -> Source:
-    """Read an output folder: the runner's layout if it has one, else its ``per_seed.csv``."""
+    """Read an output folder: the runner's layout if it has one, else its ``per_seed.csv``.
+
+    Raises:
+        UserError: ``path`` is not a folder, its ``config.json`` is not JSON, or it is neither layout.
+    """
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"{path} is not a folder")
+    source = _read_folder(path, group_by)
+    source.measured = read_provenance(path)
+    return source
+
+
+def _read_folder(path: Path, group_by: list[str] | None) -> Source:
     cfg = path / "config.json"
     if cfg.is_file():
         try:
@@ -201,16 +233,21 @@ class Report:
     summary: dict
     columns: list[ColumnSpec]
     timing: list[ColumnSpec]
+    measured: dict[str, str] | None = None
+
+    def _measured(self, label: str) -> list[str]:
+        return [] if self.measured is None else [self.measured.get(label) or "-"]
 
     def header(self) -> list[str]:
-        return ["variant", "seeds"] + [c.title for c in self.columns] + [c.title for c in self.timing]
+        return (["variant", "seeds"] + [c.title for c in self.columns] + [c.title for c in self.timing]
+                + ([] if self.measured is None else ["measured"]))
 
     def body(self) -> list[list]:
         out = []
         for label in self.labels:
             s = self.summary[label]
             out.append([label, s["n_seeds"]] + [_cell(s.get(c.key), c.scale, c.digits)
-                                                  for c in self.columns + self.timing])
+                                                  for c in self.columns + self.timing] + self._measured(label))
         return out
 
     def markdown(self) -> str:
@@ -223,8 +260,10 @@ class Report:
             s = self.summary[label]
             for c in self.columns:
                 if s.get(c.key) and s[c.key]["values"]:
-                    body.append([label, s["n_seeds"], c.title, _cell(s[c.key], c.scale, c.digits)])
-        return markdown_table(["variant", "seeds", "metric", "mean +- sd"], body)
+                    body.append([label, s["n_seeds"], c.title, _cell(s[c.key], c.scale, c.digits)]
+                                + self._measured(label))
+        return markdown_table(["variant", "seeds", "metric", "mean +- sd"]
+                              + ([] if self.measured is None else ["measured"]), body)
 
     def csv(self) -> str:
         import io
@@ -232,20 +271,22 @@ class Report:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         keys = [c.key for c in self.columns + self.timing]
-        w.writerow(["variant", "n_seeds"] + [f"{k}_{s}" for k in keys for s in ("mean", "std")])
+        w.writerow(["variant", "n_seeds"] + [f"{k}_{s}" for k in keys for s in ("mean", "std")]
+                   + ([] if self.measured is None else ["measured"]))
         for label in self.labels:
             s = self.summary[label]
             row = [label, s["n_seeds"]]
             for k in keys:
                 st = s.get(k)
                 row += [st["mean"], st["std"]] if st else ["", ""]
-            w.writerow(row)
+            w.writerow(row + self._measured(label))
         return buf.getvalue()
 
     def json(self) -> str:
         keys = [c.key for c in self.columns + self.timing]
         out = {label: {"n_seeds": self.summary[label]["n_seeds"], "seeds": self.summary[label]["seeds"],
-                       **{k: self.summary[label][k] for k in keys if k in self.summary[label]}}
+                       **{k: self.summary[label][k] for k in keys if k in self.summary[label]},
+                       **({} if self.measured is None else {"measured": self.measured.get(label)})}
                for label in self.labels}
         return json.dumps(out, indent=1, sort_keys=False)
 
@@ -271,11 +312,31 @@ def _parse_renames(items: list[str] | None) -> dict[str, str]:
 
 def build_report(folders: list[str | Path], columns: list[str] | None = None, timing: bool = True,
                  group_by: list[str] | None = None, rename: list[str] | None = None,
-                 variants: list[str] | None = None) -> Report:
-    """Read ``folders`` and summarise their rows per variant (see the module docstring for the options).
+                 variants: list[str] | None = None, measured: bool = False) -> Report:
+    """Read ``folders`` and summarise their rows per variant.
 
-    A variant label that occurs in two folders is prefixed by each folder's name. ``variants`` keeps only those
-    variants (named before or after ``rename``), in that order.
+    Args:
+        folders: experiment output folders (the runner's layout or an older ``per_seed.csv`` folder).
+        columns: ``KEY[:TITLE[:SCALE[:DIGITS]]]`` specs; None: the experiment's first table, else every
+            ``test_*`` value.
+        timing: add the epochs and seconds-per-run columns when the runs hold them.
+        group_by: for ``per_seed.csv`` folders, the text columns that make a variant's name.
+        rename: ``OLD=NEW`` items; a label that occurs in two folders is first prefixed by its folder's name.
+        variants: keep only these variants (named before or after ``rename``), in this order.
+        measured: add each variant's ``provenance.json`` (date, commit) as a column.
+
+    Returns:
+        The :class:`Report`; ``report.render("md" | "csv" | "json", long=False)`` gives the text.
+
+    Raises:
+        UserError: a folder cannot be read, a rename, variant or column names nothing the runs hold, or two
+            variants end up with one name.
+
+    Example:
+        ```python
+        rep = build_report(["runs/rosmap"], columns=["test_acc:ACC:100:1", "test_auc:AUC:100:1"])
+        print(rep.render("md"))   # | variant | seeds | ACC | AUC | epochs | s / run |, one row per fusion
+        ```
     """
     if not folders:
         raise UserError("name at least one output folder")
@@ -285,7 +346,7 @@ def build_report(folders: list[str | Path], columns: list[str] | None = None, ti
         for label in src.labels:
             seen[label] = seen.get(label, 0) + 1
     renames = _parse_renames(rename)
-    rows, labels, before = [], [], {}
+    rows, labels, before, when = [], [], {}, {}
     for src in sources:
         for label in src.labels:
             new = f"{src.path.name}/{label}" if seen[label] > 1 else label
@@ -294,6 +355,7 @@ def build_report(folders: list[str | Path], columns: list[str] | None = None, ti
             if new in labels:
                 raise UserError(f"two variants are both called {new!r}; use --rename")
             labels.append(new)
+            when[new] = src.measured
             rows += [{**r, "label": new} for r in src.rows if r["label"] == label]
     unknown = sorted(set(renames) - {lab for src in sources for lab in src.labels}
                      - {f"{s.path.name}/{lab}" for s in sources for lab in s.labels})
@@ -323,7 +385,8 @@ def build_report(folders: list[str | Path], columns: list[str] | None = None, ti
             time_cols.append(ColumnSpec(ek, "epochs", 1.0, 0))
         if sk:
             time_cols.append(ColumnSpec(sk, "s / run", 1.0, 0))
-    return Report(labels, summarize_rows(rows, labels), cols, time_cols)
+    return Report(labels, summarize_rows(rows, labels), cols, time_cols,
+                  {lab: when[lab] for lab in labels} if measured else None)
 
 
 # ------------------------------------------------------------------------------------------- tables in files
@@ -349,7 +412,7 @@ def _render_block(args_text: str, base: Path) -> str:
     if ns.fill:
         raise UserError(f"a report block cannot itself --fill: {args_text!r}")
     folders = [p if Path(p).is_absolute() else base / p for p in ns.folders]
-    rep = build_report(folders, ns.columns, not ns.no_timing, ns.group_by, ns.rename, ns.variants)
+    rep = build_report(folders, ns.columns, not ns.no_timing, ns.group_by, ns.rename, ns.variants, ns.measured)
     return rep.render(ns.format, ns.long)
 
 
@@ -414,6 +477,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="per_seed.csv folders: the text columns that make a variant's name")
     p.add_argument("--rename", nargs="+", metavar="OLD=NEW", help="show variant OLD as NEW")
     p.add_argument("--variants", nargs="+", metavar="LABEL", help="show only these variants, in this order")
+    p.add_argument("--measured", action="store_true",
+                   help="add a column with the date and commit each variant was measured at (the folder's "
+                        "provenance.json)")
     p.add_argument("--fill", nargs="+", metavar="FILE",
                    help="re-render the <!-- report: ARGS --> blocks of these markdown files in place")
     p.add_argument("--check", action="store_true", help="with --fill: write nothing, fail if a table differs")
@@ -434,6 +500,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.check:
         raise UserError("--check needs --fill FILE...")
-    rep = build_report(args.folders, args.columns, not args.no_timing, args.group_by, args.rename, args.variants)
+    rep = build_report(args.folders, args.columns, not args.no_timing, args.group_by, args.rename, args.variants,
+                       args.measured)
     sys.stdout.write(rep.render(args.format, args.long).rstrip("\n") + "\n")
     return 0
