@@ -17,9 +17,9 @@ from deqfusion.training.guard import TrainingDiverged
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _expect_error(capsys, argv, pattern):
+def _expect_error(capsys, argv, pattern, status=2):
     capsys.readouterr()
-    assert cli.main(argv) == 2
+    assert cli.main(argv) == status
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert err[0].startswith(f"deqfusion {argv[0]}: error: "), err[0]
@@ -82,18 +82,20 @@ def test_resume_from_a_checkpoint_missing_an_entry(interrupted_run, capsys):
     _expect_error(capsys, argv, r"checkpoint.pt: its optimizer state does not fit")
 
 
-@pytest.mark.parametrize("exc, pattern", [
+@pytest.mark.parametrize("exc, pattern, status", [
     (TrainingDiverged("deq seed 0: 25 steps in a row skipped\nby the guard"),
-     r"error: deq seed 0: 25 steps in a row skipped by the guard \(the run stopped; a smaller --lr"),
+     r"error: deq seed 0: 25 steps in a row skipped by the guard \(a smaller --lr or another seed may help", 3),
     (PermissionError(13, "Permission denied", "/some/file.json"),
-     r"error: /some/file.json: Permission denied; check the paths given on the command line"),
+     r"error: /some/file.json: Permission denied; check the paths given on the command line", 2),
 ])
-def test_failed_runs_and_unusable_files_are_one_line(shared_data_dir, tmp_path, capsys, monkeypatch, exc, pattern):
+def test_failed_runs_and_unusable_files_are_one_line(shared_data_dir, tmp_path, capsys, monkeypatch, exc, pattern,
+                                                     status):
     def run(args):
         raise exc
 
     monkeypatch.setattr(missing, "run", run)
-    _expect_error(capsys, ["missing", "--data-dir", str(shared_data_dir), "--out", str(tmp_path / "o")], pattern)
+    _expect_error(capsys, ["missing", "--data-dir", str(shared_data_dir), "--out", str(tmp_path / "o")], pattern,
+                  status)
 
 
 def test_a_bug_keeps_its_traceback(shared_data_dir, tmp_path, monkeypatch):

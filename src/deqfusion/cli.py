@@ -1,11 +1,12 @@
 """The ``deqfusion`` command line: one subcommand per experiment or tool.
 
 Each subcommand lives in ``deqfusion.commands.<module>`` and provides ``NAME``, ``HELP``,
-``add_arguments(parser)`` and ``run(args) -> int``. This file parses, checks the output path, dispatches, and is
-the one error path of every command: a :class:`~deqfusion.errors.UserError` (bad paths, options, data,
-checkpoints), a :class:`~deqfusion.errors.RunFailed` (training diverged) and an ``OSError`` on a named file (a
-path that cannot be written) end as one line ``deqfusion <command>: error: <message>`` on stderr with exit status
-2, no traceback. Anything else is a bug and keeps its traceback.
+``add_arguments(parser)`` and ``run(args) -> int``. This file parses, checks the options shared by several
+commands (:data:`OPTION_RULES`) and the output path, dispatches, and is the one error path of every command: a
+:class:`~deqfusion.errors.UserError` (bad paths, options, data, checkpoints) and an ``OSError`` on a named file
+(a path that cannot be written) end as one line ``deqfusion <command>: error: <message>`` on stderr with exit
+status 2; a :class:`~deqfusion.errors.RunFailed` (training diverged, a degenerate final model) the same way with
+exit status 3. No traceback; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ COMMAND_MODULES = [
 
 #: commands whose ``--out`` names a file (every other command's ``--out`` is an output folder)
 OUT_IS_FILE = {"plot"}
-#: exit status of every error reported as one line
+#: exit status of a user error or data fault reported as one line
 ERROR_STATUS = 2
+#: exit status of a failed run (training diverged, a degenerate final model), reported as one line
+FAILED_RUN_STATUS = 3
 
 #: options shared by several commands and the values they accept: ``dest -> (test, what the value must be)``;
 #: checked for every command that has the option, before the command runs (None means "the default")
@@ -84,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         return _error(args.command, str(exc))
     except RunFailed as exc:
-        return _error(args.command, f"{exc} (the run stopped; a smaller --lr or another seed may help, see the "
-                                    "divergence guard in docs/robustness.md)")
+        return _error(args.command, f"{exc} ({exc.hint})", FAILED_RUN_STATUS)
     except OSError as exc:
         if exc.filename is None:
             raise
@@ -107,10 +109,10 @@ def check_options(args: argparse.Namespace) -> None:
                 raise UserError(f"{option} must {what}, got {v}")
 
 
-def _error(command: str, message: str) -> int:
+def _error(command: str, message: str, status: int = ERROR_STATUS) -> int:
     text = " ".join(message.split())  # one line, whatever the message held
     print(f"deqfusion {command}: error: {text}", file=sys.stderr)
-    return ERROR_STATUS
+    return status
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Exceptions that carry a message meant for the user.
 
 The command line (:mod:`deqfusion.cli`) reports every :class:`UserError` and every :class:`RunFailed` as one line
-``deqfusion <command>: error: <message>`` with exit status 2, no traceback; messages name the option or file at
-fault and, where there is one, the fix.
+``deqfusion <command>: error: <message>`` with no traceback, exit status 2 for a user error and 3 for a failed
+run; messages name the option or file at fault and, where there is one, the fix.
 """
 
 
@@ -15,7 +15,10 @@ class DataError(UserError, ValueError):
 
 
 class RunFailed(Exception):
-    """A run that cannot go on (training diverged, a solve overflowed); the CLI prints it as one line."""
+    """A run that failed (training diverged, a solve overflowed, a final model is degenerate); the CLI prints it
+    as one line with :attr:`hint` and exit status 3."""
+
+    hint = "a smaller --lr or another seed may help; see the divergence guard in docs/robustness.md"
 
 
 class DEQDivergenceError(RunFailed, RuntimeError):

@@ -109,7 +109,8 @@ def train(run: Run) -> dict:
     val_all = evaluate(model, _inputs(part["val"], mods, mods), y_val, *objective)
     return {"test_modalities": test_has, "test": test, "val": res.best_val, "val_all": val_all,
             "best_epoch": res.best_epoch, "epochs_run": res.epochs_run, "train_seconds": res.seconds,
-            "solver_steps": test.get("solver_steps"), "guard": res.guard, "n_fit": int(y_fit.numel()),
+            "solver_steps": test.get("solver_steps"), "guard": res.guard, "health": res.health,
+            "n_fit": int(y_fit.numel()),
             "n_val": int(y_val.numel()), "n_test": int(data.y_test.numel()), "history": res.history}
 
 

@@ -149,7 +149,7 @@ def fixed(run: Run) -> dict:
         "test": test, "val": {}, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
         "train_seconds": res.seconds, "train_cpu_seconds": res.cpu_seconds,
         "seconds_per_epoch": res.seconds_per_epoch, "solver_steps": test.get("solver_steps"), "guard": res.guard,
-        "n_train": int(scaled.y_train.numel()), "n_test": int(scaled.y_test.numel()),
+        "health": res.health, "n_train": int(scaled.y_train.numel()), "n_test": int(scaled.y_test.numel()),
         "num_parameters": sum(p.numel() for p in model.parameters()), "history": res.history,
     }
 

@@ -232,7 +232,7 @@ def select_and_test(run: Run) -> dict:
         "test": test, "val": res.best_val, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
         "stopped_early": res.stopped_early, "train_seconds": res.seconds, "train_cpu_seconds": res.cpu_seconds,
         "seconds_per_epoch": res.seconds_per_epoch, "test_seconds": time.perf_counter() - t0,
-        "solver_steps": test.get("solver_steps"), "guard": res.guard,
+        "solver_steps": test.get("solver_steps"), "guard": res.guard, "health": res.health,
         "n_fit": int(inputs[1].numel()), "n_val": int(inputs[3].numel()), "n_test": int(inputs[5].numel()),
         "num_parameters": sum(p.numel() for p in model.parameters()), "history": res.history,
     }

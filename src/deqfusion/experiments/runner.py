@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from ..errors import UserError
+from ..errors import RunFailed, UserError
 from ..training import distributed as ddp
 from ..training.checkpoint import model_code_version
 from ..training.results import markdown_table, mean_std, write_csv, write_json
@@ -49,7 +49,7 @@ __all__ = ["Column", "Table", "Experiment", "Run", "LoadedRun", "register_experi
 
 #: keys every ``result.json`` holds (``None`` where an experiment has no such thing)
 RESULT_KEYS = ("label", "seed", "test", "val", "best_epoch", "epochs_run", "train_seconds", "solver_steps",
-               "guard", "fingerprint")
+               "guard", "health", "fingerprint")
 
 
 @dataclass(frozen=True)
@@ -274,6 +274,8 @@ def _flatten(result: dict, parts: Sequence[str]) -> dict:
     for k, v in guard.items():
         if isinstance(v, int) and not isinstance(v, bool):
             row[f"guard_{k}"] = v
+    if result.get("health") is not None:
+        row["degenerate"] = int(bool(result["health"].get("degenerate")))
     return row
 
 
@@ -355,7 +357,7 @@ def run_experiment(exp: Experiment, settings: dict, variants: list[dict], seeds:
 def _run_all(exp: Experiment, config: dict, data: Any, variants: list[dict], seeds: list[int], out: Path,
              resume: bool, progress: bool, main: bool) -> dict:
     jobs = [(v, s) for v in variants for s in seeds]
-    rows, t0 = [], time.perf_counter()
+    rows, results, t0 = [], [], time.perf_counter()
     bar = None
     if progress and main and len(jobs) > 1:
         from tqdm.auto import tqdm
@@ -365,6 +367,7 @@ def _run_all(exp: Experiment, config: dict, data: Any, variants: list[dict], see
         run = Run(exp, config["settings"], data, variant, seed, out / variant["label"] / f"seed{seed}", resume,
                   progress, _run_fingerprint(config, variant, seed), main)
         result = _one(run)
+        results.append(result)
         row = _flatten(result, exp.parts)
         if exp.extra_row is not None:
             row.update(exp.extra_row(result))
@@ -377,9 +380,30 @@ def _run_all(exp: Experiment, config: dict, data: Any, variants: list[dict], see
         bar.close()
     summary = summarize_rows(rows, [v["label"] for v in variants])
     tables = render_tables(exp.tables(config), summary, len(seeds))
+    bad = degenerate_runs(results)
+    if bad:
+        tables += ("\n\n**Degenerate runs** (final model no better than the constant predictor on validation, or "
+                   "a non-finite loss; see docs/robustness.md): " + "; ".join(bad))
     if main:
         write_summary(out, config, summary, tables, time.perf_counter() - t0)
+    if bad:
+        raise DegenerateRuns(f"{len(bad)} of {len(results)} run(s) ended with a degenerate model ({bad[0]}"
+                             f"{'; ...' if len(bad) > 1 else ''}); the results are written to {out} and flagged "
+                             "in summary.md")
     return {"config": config, "rows": rows, "summary": summary, "tables": tables}
+
+
+class DegenerateRuns(RunFailed):
+    """Every run finished and was written, but at least one final model is degenerate (see
+    :mod:`deqfusion.training.health`)."""
+
+    hint = "a smaller --lr may help"
+
+
+def degenerate_runs(results: Sequence[dict]) -> list[str]:
+    """``"<label> seed <k>: <reason>"`` for every result whose ``health`` flags a degenerate model."""
+    return [f"{r['label']} seed {r['seed']}: {r['health']['degenerate']}" for r in results
+            if (r.get("health") or {}).get("degenerate")]
 
 
 # ---------------------------------------------------------------------------------------------------- tables

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from ..errors import UserError
 from .checkpoint import load_checkpoint, load_state_into, require_entries, save_checkpoint
 from .guard import DivergenceGuard, GuardConfig
+from .health import classifier_health
 from .seed import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,7 @@ class FitResult:
     reference_best_test: dict | None = None
     resumed_from: int | None = None
     guard: dict | None = None
+    health: dict | None = None
 
     def summary(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if k not in ("best_state", "history")}
@@ -393,6 +395,18 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
         state["best_epoch"] = state["epoch"]
     model.load_state_dict(state["best_state"])
     seconds = float(state["train_seconds"])
+    last_loss = next((h["loss"] for h in reversed(state["history"]) if "loss" in h), None)
+    probs_val = None
+    if not no_val:
+        saved_rng = rng_state()
+        try:
+            was_training = model.training
+            model.eval()
+            with torch.no_grad():
+                probs_val = probs_fn(model(x_val))
+            model.train(was_training)
+        finally:
+            set_rng_state(saved_rng)
     return FitResult(
         best_epoch=int(state["best_epoch"]),
         best_score=float(state["best_score"]) if state["best_score"] is not None else math.nan,
@@ -407,4 +421,5 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
         reference_best_test=copy.deepcopy(state["reference_best_test"]),
         resumed_from=resumed_from,
         guard=guard.summary() if guard is not None else None,
+        health=classifier_health(probs_val, y_val, y_fit, last_loss),
     )

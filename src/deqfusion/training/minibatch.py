@@ -344,7 +344,11 @@ class MinibatchTrainer:
                                                                      device=self.device)]
                                                     + [sums[k] for k in keys]))
             seen, sums = float(packed[0]), dict(zip(keys, packed[1:]))
-        logs = {f"train_{k}": float(v) / seen for k, v in sums.items()} if seen else {"train_loss": math.nan}
+        if not seen:
+            events = {k: v for k, v in (self.guard.summary()["events"] if self.guard else {}).items() if v}
+            raise TrainingDiverged(f"{cfg.desc}: every step of epoch {epoch} was skipped by the divergence guard "
+                                   f"(events so far: {events or 'none'})")
+        logs = {f"train_{k}": float(v) / seen for k, v in sums.items()}
         if not math.isfinite(logs["train_loss"]):
             raise TrainingDiverged(
                 f"{cfg.desc}: the training loss became {logs['train_loss']} in epoch {epoch}"

@@ -1,0 +1,69 @@
+"""Is a trained classifier degenerate? A check of the final (selected) model against the constant predictor.
+
+A run can finish without any guard event and still leave a useless model (a learning rate far too large drives
+the weights to a point where predictions are saturated and confidently wrong). :func:`classifier_health`
+compares the selected model's validation cross-entropy with that of the *constant predictor*, which predicts the
+training class frequencies (add-one smoothed) for every sample, and its accuracy with that of always predicting
+the most frequent training class. The model is flagged **degenerate** when
+
+- its last training loss or its validation probabilities are not finite, or
+- its validation cross-entropy exceeds :data:`CE_FACTOR` times the constant predictor's and its validation
+  accuracy is no better than the constant predictor's (worse calibrated and no more accurate than a model that
+  ignores its inputs), or
+- its validation cross-entropy exceeds :data:`CE_FACTOR_ANY` times the constant predictor's (infinite when a
+  sample's true class gets probability 0), whatever its accuracy.
+
+The factors leave short, barely trained runs (cross-entropy near the constant predictor's) and merely
+over-confident ones unflagged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["CE_FACTOR", "CE_FACTOR_ANY", "classifier_health"]
+
+#: a validation cross-entropy above this multiple of the constant predictor's, with no better accuracy, is
+#: degenerate
+CE_FACTOR = 1.5
+#: a validation cross-entropy above this multiple of the constant predictor's is degenerate whatever the accuracy
+CE_FACTOR_ANY = 10.0
+
+
+def classifier_health(probs_val: Tensor | None, y_val: Tensor | None, y_fit: Tensor,
+                      final_train_loss: float | None) -> dict:
+    """``{"degenerate": reason or None, "final_train_loss", "val_ce", "constant_ce", "val_acc",
+    "constant_acc"}`` (floats, None where not measured) for class probabilities ``probs_val`` (n, C) of the
+    validation labels ``y_val``, the training labels ``y_fit`` and the last training loss."""
+    out: dict = dict.fromkeys(("degenerate", "final_train_loss", "val_ce", "constant_ce", "val_acc",
+                               "constant_acc"))
+    if final_train_loss is not None:
+        out["final_train_loss"] = float(final_train_loss)
+    reasons = []
+    if final_train_loss is not None and not math.isfinite(final_train_loss):
+        reasons.append(f"the last training loss is {final_train_loss}")
+    if probs_val is not None and y_val is not None and y_val.numel():
+        y_val, y_fit = y_val.long().cpu(), y_fit.long().cpu()
+        p = probs_val.detach().double().cpu()
+        n_classes = p.shape[1]
+        picked = p.gather(1, y_val.view(-1, 1)).squeeze(1)
+        val_ce = float(-torch.log(picked).mean()) if bool(torch.isfinite(p).all()) else math.nan
+        prior = (torch.bincount(y_fit, minlength=n_classes).double() + 1) / (y_fit.numel() + n_classes)
+        constant_ce = float(-torch.log(prior[y_val]).mean())
+        val_acc = float((p.argmax(1) == y_val).double().mean()) if bool(torch.isfinite(p).all()) else math.nan
+        constant_acc = float((y_val == int(prior.argmax())).double().mean())
+        out.update(val_ce=val_ce, constant_ce=constant_ce, val_acc=val_acc, constant_acc=constant_acc)
+        if not bool(torch.isfinite(p).all()):
+            reasons.append("its validation probabilities are not finite")
+        elif not math.isfinite(val_ce):
+            reasons.append(f"validation cross-entropy {val_ce} (a sample's true class has probability 0; the "
+                           f"constant predictor's is {constant_ce:.4g}), accuracy {val_acc:.3f} vs {constant_acc:.3f}")
+        elif val_ce > CE_FACTOR_ANY * constant_ce or (val_ce > CE_FACTOR * constant_ce
+                                                      and not val_acc > constant_acc):
+            reasons.append(f"validation cross-entropy {val_ce:.4g} vs {constant_ce:.4g} and accuracy "
+                           f"{val_acc:.3f} vs {constant_acc:.3f} for the constant predictor")
+    out["degenerate"] = "; ".join(reasons) or None
+    return out

@@ -1,0 +1,48 @@
+import math
+
+import torch
+
+from deqfusion.training.health import CE_FACTOR, CE_FACTOR_ANY, classifier_health
+
+
+def _constant_ce(y_fit, y_val, n_classes):
+    # written out: add-one smoothed training frequencies, mean negative log-likelihood of the validation labels
+    counts = [sum(1 for t in y_fit.tolist() if t == c) for c in range(n_classes)]
+    prior = [(k + 1) / (len(y_fit) + n_classes) for k in counts]
+    return -sum(math.log(prior[t]) for t in y_val.tolist()) / len(y_val)
+
+
+def test_scores_against_the_constant_predictor():
+    y_fit = torch.tensor([0, 0, 0, 1, 1, 2])
+    y_val = torch.tensor([0, 1, 2, 0])
+    good = torch.tensor([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.7, 0.2, 0.1]],
+                        dtype=torch.float64)
+    h = classifier_health(good, y_val, y_fit, 0.3)
+    assert h["degenerate"] is None and h["final_train_loss"] == 0.3
+    assert math.isclose(h["constant_ce"], _constant_ce(y_fit, y_val, 3), rel_tol=1e-12)
+    assert math.isclose(h["val_ce"], -(3 * math.log(0.8) + math.log(0.7)) / 4, rel_tol=1e-12)
+    assert h["val_acc"] == 1.0 and h["constant_acc"] == 0.5  # the constant predictor says class 0
+
+
+def test_flags_a_degenerate_model():
+    y_fit = torch.tensor([0, 0, 1, 1])
+    y_val = torch.tensor([0, 1, 1, 0])
+    constant = _constant_ce(y_fit, y_val, 2)  # log 2
+    # confidently wrong on half the samples, no better accuracy: cross-entropy above CE_FACTOR x constant
+    p_wrong = 1 - math.exp(-2 * CE_FACTOR * constant)  # the CE of the wrong half alone is 2 * CE_FACTOR * log 2
+    probs = torch.tensor([[0.5, 0.5], [p_wrong, 1 - p_wrong], [0.5, 0.5], [1 - p_wrong, p_wrong]])
+    h = classifier_health(probs, y_val, y_fit, 1.0)
+    assert h["val_ce"] > CE_FACTOR * constant and h["val_acc"] <= h["constant_acc"]
+    assert "validation cross-entropy" in h["degenerate"]
+    # a barely trained model (just above the constant predictor's cross-entropy) is not flagged
+    h = classifier_health(torch.tensor([[0.45, 0.55], [0.55, 0.45], [0.45, 0.55], [0.55, 0.45]]), y_val, y_fit,
+                          0.7)
+    assert h["degenerate"] is None and h["val_ce"] > constant
+    # an accurate model whose one error is saturated: infinite cross-entropy, flagged whatever the accuracy
+    probs = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
+    h = classifier_health(probs, y_val, y_fit, 0.1)
+    assert h["val_ce"] == math.inf and h["val_acc"] == 0.75 and "probability 0" in h["degenerate"]
+    assert CE_FACTOR_ANY > CE_FACTOR
+    # non-finite training loss or probabilities
+    assert "last training loss is nan" in classifier_health(None, None, y_fit, math.nan)["degenerate"]
+    assert "not finite" in classifier_health(torch.full((4, 2), math.nan), y_val, y_fit, 0.1)["degenerate"]
