@@ -76,3 +76,26 @@ def test_readme_options_table_matches_the_signature():
             value = None if cell in params else ast.literal_eval(cell)
             assert value == params[name].default, f"README says {name} defaults to {cell}, DEQFusion has " \
                                                   f"{params[name].default!r}"
+
+
+def test_commands_reference_lists_every_command_with_its_options():
+    import importlib
+    import sys
+
+    from deqfusion.cli import COMMAND_MODULES
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        hooks = importlib.import_module("mkdocs_hooks")
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    page = (ROOT / "docs" / "reference" / "commands.md").read_text()
+    listed = hooks.LINE.findall(page)
+    names = [importlib.import_module(m).NAME for m in COMMAND_MODULES]
+    assert sorted(listed) == sorted(names)
+    rendered = hooks.on_page_markdown(page, None, None, None)
+    for name in names:
+        assert f"usage: deqfusion {name}" in rendered
+    assert "cli-help:" not in rendered
+    with pytest.raises(ValueError, match="no deqfusion command 'nope'"):
+        hooks.cli_help("nope")
