@@ -119,3 +119,11 @@ def test_readme_code_runs():
     assert namespace["fused"].shape == (6, 500)
     assert namespace["head"].weight.grad is not None
     assert bool(namespace["res"].converged.all()) and namespace["out"].z.shape == (3, 16)
+
+
+def test_readme_links_resolve():
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", (ROOT / "README.md").read_text())
+    local = [link for link in links if "://" not in link]
+    assert local
+    missing = [link for link in local if not (ROOT / link).exists()]
+    assert not missing, f"README links to files that do not exist: {missing}"
