@@ -3,6 +3,8 @@ output folder is not created (nothing is written before the options are checked)
 
 import pytest
 
+from deqfusion import cli
+
 COMMON = [
     (["--epochs", "0"], r"--epochs must be >= 1, got 0"),
     (["--lr", "-0.1"], r"--lr must be finite and > 0, got -0.1"),
@@ -66,3 +68,19 @@ def test_a_data_dependent_selection_score_is_refused_before_training_and_leaves_
            "--select", "f1_weighted", "--epochs", "2", "--no-progress", "--threads", "1"],
           r"selection score 'f1_weighted' is not among the validation scores .* choose one of acc, auc, ce")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["omics", "--epochs", "x", "--out", "o"],
+    ["omics", "--dataset", "nosuch", "--out", "o"],
+    ["mosi-features", "--loss", "l3", "--out", "o"],
+    ["missing"],  # --out is required
+])
+def test_malformed_invocations_end_in_argparse_usage_and_status_2(tmp_path, capsys, monkeypatch, argv):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err) and err[-1].startswith(f"deqfusion {argv[0]}: error: ")
+    assert not list(tmp_path.iterdir())

@@ -224,16 +224,22 @@ def load_mosi_features(path: str | Path | None, modalities: Sequence[str] = MODA
     feats: dict[tuple[str, str], np.ndarray] = {}
     bin_labels: dict[str, np.ndarray] = {}
     for bsplit, suffix in _BCLSTM_SPLITS.items():
-        for m in MODALITIES:  # all three are read, so that their row alignment is always checked
+        # all three are read, so that their row alignment is always checked; a row count that differs from the
+        # others' is blamed on the file that has it
+        read = {m: _read_feature_csv(root / m / f"{m}_{suffix}.csv") for m in MODALITIES}
+        counts = [len(y) for _, y in read.values()]
+        if len(set(counts)) > 1:
+            common = max(set(counts), key=counts.count)
+            odd = next(m for m in MODALITIES if len(read[m][1]) != common)
+            raise DataError(
+                f"{root / odd / f'{odd}_{suffix}.csv'} has {len(read[odd][1])} rows but the other modality files "
+                f"of the {bsplit} split have {common}: rows must be the same utterances in the same order"
+            )
+        for m in MODALITIES:
             fpath = root / m / f"{m}_{suffix}.csv"
-            x, y = _read_feature_csv(fpath)
+            x, y = read[m]
             if bsplit in bin_labels:
                 ref = bin_labels[bsplit]
-                if len(y) != len(ref):
-                    raise DataError(
-                        f"{fpath} has {len(y)} rows but the other modality files of the {bsplit} split have "
-                        f"{len(ref)}: rows must be the same utterances in the same order"
-                    )
                 if not np.array_equal(y, ref):
                     r = int(np.argmax(y != ref))
                     raise DataError(
