@@ -101,29 +101,43 @@ def test_commands_reference_lists_every_command_with_its_options():
         hooks.cli_help("nope")
 
 
-def test_readme_code_runs():
-    """The README's Python blocks run as written, given inputs of the shapes they state."""
-    import torch
-
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert len(blocks) >= 2
-    torch.manual_seed(0)
-    w = torch.randn(16, 16) * 0.1
-    namespace = {
-        "x_mrna": torch.randn(6, 1000), "x_methylation": torch.randn(6, 1000), "x_mirna": torch.randn(6, 503),
-        "head": torch.nn.Linear(500, 2), "y": torch.randint(0, 2, (6,)), "criterion": torch.nn.CrossEntropyLoss(),
-        "f": lambda z: torch.tanh(z @ w + 1.0), "z0": torch.zeros(3, 16),
-    }
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), namespace)
-    assert namespace["fused"].shape == (6, 500)
-    assert namespace["head"].weight.grad is not None
-    assert bool(namespace["res"].converged.all()) and namespace["out"].z.shape == (3, 16)
-
-
 def test_readme_links_resolve():
     links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", (ROOT / "README.md").read_text())
     local = [link for link in links if "://" not in link]
     assert local
     missing = [link for link in local if not (ROOT / link).exists()]
     assert not missing, f"README links to files that do not exist: {missing}"
+
+
+def _example_namespace() -> dict:
+    """Inputs of the shapes the documents' examples state: three omics (B, d_i), a contractive map with a
+    trainable weight, a head, labels and a loss."""
+    import torch
+
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(16, 16) * 0.1)
+    xs = [torch.randn(2, 1000), torch.randn(2, 1000), torch.randn(2, 503)]
+    return {"x_mrna": xs[0], "x_methylation": xs[1], "x_mirna": xs[2], "x1": xs[0], "x2": xs[1], "x3": xs[2],
+            "head": torch.nn.Linear(500, 2), "y": torch.tensor([0, 1]), "criterion": torch.nn.CrossEntropyLoss(),
+            "w": w, "f": lambda z: torch.tanh(z @ w + 1.0), "z0": torch.zeros(3, 16)}
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/usage.md", "docs/deq.md"])
+def test_page_code_runs(page):
+    """A page's Python blocks run in order as written, given inputs of the shapes they state."""
+    import torch
+
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), re.S)
+    assert len(blocks) >= 2
+    ns = _example_namespace()
+    if page == "docs/deq.md":
+        ns["criterion"] = lambda z: z.square().sum()
+    for block in blocks:
+        exec(compile(block, page, "exec"), ns)
+    if "fused" in ns:
+        assert ns["fused"].shape == (2, 500) and ns["head"].weight.grad is not None
+    if page == "docs/deq.md":
+        assert ns["w"].grad is not None and torch.isfinite(ns["w"].grad).all()
+        assert ns["reg"].requires_grad and ns["rho"].shape == (3,) and bool((ns["rho"] < 1).all())
+    if page == "README.md":
+        assert bool(ns["res"].converged.all()) and ns["out"].z.shape == (3, 16)
