@@ -208,3 +208,16 @@ def test_measured_column_from_provenance(tmp_path, capsys):
     (b / "provenance.json").write_text(json.dumps({"date": "2026-11-28"}))
     with pytest.raises(UserError, match="provenance.json must hold a 'date' and a 'commit'"):
         build_report([b], measured=True)
+
+
+def test_pool_joins_seed_ranges_of_one_variant(tmp_path):
+    a = _write_run(tmp_path / "a", variants=[{"label": "deq", "lr": 0.1}], seeds=(0, 1))
+    b = _write_run(tmp_path / "b", variants=[{"label": "deq", "lr": 0.1}, {"label": "concat", "lr": 1.0}], seeds=(2,))
+    (a / "provenance.json").write_text(json.dumps({"date": "2026-11-28", "commit": "aaaaaaa"}))
+    (b / "provenance.json").write_text(json.dumps({"date": "2026-11-29", "commit": "bbbbbbb"}))
+    rep = build_report([a, b], timing=False, pool=True, measured=True)
+    assert rep.labels == ["deq", "concat"]
+    assert rep.body()[0] == ["deq", 3, _expect(0.1), "2026-11-28, aaaaaaa; 2026-11-29, bbbbbbb"]
+    assert build_report([a, b], timing=False).labels == ["a/deq", "b/deq", "concat"]
+    with pytest.raises(UserError, match=r"seed\(s\) \[0, 1\] occur in more than one"):
+        build_report([a, a], pool=True)

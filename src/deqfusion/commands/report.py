@@ -16,7 +16,8 @@ A column is ``KEY[:TITLE[:SCALE[:DIGITS]]]``: ``KEY`` names a per-seed value (``
 ...), the cell shows ``mean * SCALE +- sd * SCALE`` with ``DIGITS`` decimals (default 1 and 3). Without
 ``--columns`` the experiment's first table is used when the experiment is known, else every ``test_*`` value.
 ``--long`` prints one row per variant and metric instead, leaving out the metrics a variant's runs do not hold,
-so that folders of different experiments (an accuracy here, an error there) share one table. ``--measured`` adds a
+so that folders of different experiments (an accuracy here, an error there) share one table. ``--pool`` makes a
+variant found in several folders (one run split into seed ranges) one row over all their seeds. ``--measured`` adds a
 column with the date and the commit of the code a variant was measured with, read from the ``provenance.json``
 (``{"date": "2026-11-28", "commit": "eaf65f2"}``) kept beside the ``config.json`` of a committed result folder.
 
@@ -312,7 +313,7 @@ def _parse_renames(items: list[str] | None) -> dict[str, str]:
 
 def build_report(folders: list[str | Path], columns: list[str] | None = None, timing: bool = True,
                  group_by: list[str] | None = None, rename: list[str] | None = None,
-                 variants: list[str] | None = None, measured: bool = False) -> Report:
+                 variants: list[str] | None = None, measured: bool = False, pool: bool = False) -> Report:
     """Read ``folders`` and summarise their rows per variant.
 
     Args:
@@ -324,13 +325,15 @@ def build_report(folders: list[str | Path], columns: list[str] | None = None, ti
         rename: ``OLD=NEW`` items; a label that occurs in two folders is first prefixed by its folder's name.
         variants: keep only these variants (named before or after ``rename``), in this order.
         measured: add each variant's ``provenance.json`` (date, commit) as a column.
+        pool: a label found in several folders is one variant over all their seeds (a run split into seed
+            ranges); otherwise each is a variant of its own, prefixed by its folder's name.
 
     Returns:
         The :class:`Report`; ``report.render("md" | "csv" | "json", long=False)`` gives the text.
 
     Raises:
-        UserError: a folder cannot be read, a rename, variant or column names nothing the runs hold, or two
-            variants end up with one name.
+        UserError: a folder cannot be read, a rename, variant or column names nothing the runs hold, two
+            variants end up with one name, or pooled folders hold the same seed of a variant twice.
 
     Example:
         ```python
@@ -347,16 +350,28 @@ def build_report(folders: list[str | Path], columns: list[str] | None = None, ti
             seen[label] = seen.get(label, 0) + 1
     renames = _parse_renames(rename)
     rows, labels, before, when = [], [], {}, {}
+    pooled: set[str] = set()
     for src in sources:
         for label in src.labels:
-            new = f"{src.path.name}/{label}" if seen[label] > 1 else label
+            new = f"{src.path.name}/{label}" if seen[label] > 1 and not pool else label
             before[renames.get(new, new)] = new
             new = renames.get(new, new)
-            if new in labels:
+            mine = [{**r, "label": new} for r in src.rows if r["label"] == label]
+            if new in labels and not (pool and new in pooled):
                 raise UserError(f"two variants are both called {new!r}; use --rename")
-            labels.append(new)
-            when[new] = src.measured
-            rows += [{**r, "label": new} for r in src.rows if r["label"] == label]
+            if new in labels:
+                repeated = sorted({r.get("seed") for r in mine} & {r.get("seed") for r in rows if r["label"] == new})
+                if repeated:
+                    raise UserError(f"variant {new!r}: seed(s) {repeated} occur in more than one of the pooled "
+                                    f"folders")
+                if src.measured and src.measured not in (when[new] or ""):
+                    when[new] = "; ".join(filter(None, [when[new], src.measured]))
+            else:
+                labels.append(new)
+                when[new] = src.measured
+                if pool:
+                    pooled.add(new)
+            rows += mine
     unknown = sorted(set(renames) - {lab for src in sources for lab in src.labels}
                      - {f"{s.path.name}/{lab}" for s in sources for lab in s.labels})
     if unknown:
@@ -412,7 +427,8 @@ def _render_block(args_text: str, base: Path) -> str:
     if ns.fill:
         raise UserError(f"a report block cannot itself --fill: {args_text!r}")
     folders = [p if Path(p).is_absolute() else base / p for p in ns.folders]
-    rep = build_report(folders, ns.columns, not ns.no_timing, ns.group_by, ns.rename, ns.variants, ns.measured)
+    rep = build_report(folders, ns.columns, not ns.no_timing, ns.group_by, ns.rename, ns.variants, ns.measured,
+                       ns.pool)
     return rep.render(ns.format, ns.long)
 
 
@@ -477,6 +493,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="per_seed.csv folders: the text columns that make a variant's name")
     p.add_argument("--rename", nargs="+", metavar="OLD=NEW", help="show variant OLD as NEW")
     p.add_argument("--variants", nargs="+", metavar="LABEL", help="show only these variants, in this order")
+    p.add_argument("--pool", action="store_true",
+                   help="a variant found in several folders (a run split into seed ranges) is one row over all "
+                        "their seeds")
     p.add_argument("--measured", action="store_true",
                    help="add a column with the date and commit each variant was measured at (the folder's "
                         "provenance.json)")
@@ -501,6 +520,6 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         raise UserError("--check needs --fill FILE...")
     rep = build_report(args.folders, args.columns, not args.no_timing, args.group_by, args.rename, args.variants,
-                       args.measured)
+                       args.measured, args.pool)
     sys.stdout.write(rep.render(args.format, args.long).rstrip("\n") + "\n")
     return 0
