@@ -98,3 +98,18 @@ def test_checkpoint_with_a_tensor_of_the_wrong_shape_or_a_missing_key(omics_run,
     fails(argv + ["--resume"], r"checkpoint.pt is not a checkpoint of this trainer: it has no 'scheduler' entry")
     ckpt.write_bytes(b"not a checkpoint")
     fails(argv + ["--resume"], r"checkpoint.pt")
+
+
+def test_mosi_features_resume_with_other_numerics_is_refused_and_writes_nothing(shared_data_dir, tmp_path, fails):
+    out = tmp_path / "run"
+    argv = ["mosi-features", "--data-dir", str(shared_data_dir), "--seeds", "0", "--epochs", "1", "--fusion",
+            "concat", "--subsets", "T+A", "--threads", "1", "--out", str(out)]
+    assert cli.main(argv) == 0
+    assert json.loads((out / "config.json").read_text())["numerics"]["torch_threads"] == 1
+    fails(_with(argv, "--threads", "2") + ["--resume"], r"--resume with other settings .*\['numerics', 'threads'\]")
+    (out / "config.json").unlink()
+    (out / "runs" / "TA__concat" / "seed0" / "result.json").unlink()
+    before = _tree(out)
+    fails(_with(argv, "--threads", "2") + ["--resume"], r"last.pt was written by a run with other settings")
+    assert _tree(out) == before and not (out / "config.json").exists()
+    assert cli.main(argv + ["--resume"]) == 0

@@ -112,13 +112,22 @@ def run(args) -> int:
     from ..training import distributed as ddp
 
     args.device = ddp.setup_from_env(args.device)
+    cfg_path = Path(args.out) / "config.json"
+    existed = cfg_path.is_file()
     try:
         return _run(args, ddp.is_main())
+    except UserError:
+        # a refusal (a checkpoint written with other settings) before any run finished: the config.json this
+        # call wrote goes again, so that the refused call leaves the folder as it was
+        if not existed and ddp.is_main() and not list(Path(args.out).glob("runs/*/*/result.json")):
+            cfg_path.unlink(missing_ok=True)
+        raise
     finally:
         ddp.cleanup()
 
 
 def _run(args, main: bool) -> int:
+    from ..experiments.runner import environment
     from ..fusion.registry import available_fusions
     from ..metrics.regression import regression_metrics
     from ..models.mosi_features import MosiFeatureModel
@@ -151,7 +160,11 @@ def _run(args, main: bool) -> int:
         raise UserError(f"--select {args.select!r} is not a dev score; choose one of {', '.join(scores)}")
 
     out = Path(args.out)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = _config(args)
+    env = environment({"device": args.device})
+    cfg["numerics"] = {k: env[k] for k in ("torch_threads", "world_size", "dtype", "device_type", "model_code")}
     cfg_path = out / "config.json"
     if cfg_path.is_file() and not args.resume:
         raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
@@ -161,8 +174,6 @@ def _run(args, main: bool) -> int:
         diff = sorted(k for k in cfg if k not in keep and old.get(k) != cfg[k])
         if diff:
             raise UserError(f"--resume with other settings than the stored run in {out}: {diff}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     data = load_mosi_features(args.data_dir)
     if args.split == "bclstm":
         data = resplit_by_source(data)
