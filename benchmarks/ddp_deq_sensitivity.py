@@ -8,9 +8,11 @@ no dropout, no Jacobian loss) for ``--epochs`` epochs in one process:
 - ``noise<k>``: the one-process step with every gradient entry multiplied by ``1 + 1e-7 * N(0, 1)`` (a
   float32-rounding-sized perturbation; ``k`` = 0 .. ``--noisy`` - 1, independent draws).
 
-and prints the dev MAE of each after every epoch. For concat fusion all copies agree to float precision; for DEQ
-fusion (solves not converged at this stage of training) the ``halves`` copy lands inside the spread of the
-``noise`` copies, i.e. the DDP difference is the size of the difference a rounding-level perturbation makes.
+and prints the dev MAE of each after every epoch (first, the largest difference between the predictions and
+the gradients of one 128-row batch and of its two 64-row halves, at initialisation). For concat fusion all copies
+agree to float precision; for DEQ fusion (solves not converged at this stage of training) the ``halves`` copy
+lands inside the spread of the ``noise`` copies, i.e. the DDP difference is the size of the difference a
+rounding-level perturbation makes.
 
     python benchmarks/ddp_deq_sensitivity.py --fusion deq --noisy 4
 """
@@ -49,6 +51,23 @@ def main() -> None:
                             fusion_options=fusion_options(args.fusion, opts) if args.fusion != "concat" else None)
     train, dev = split_tensors(data.splits["train"], mods), split_tensors(data.splits["dev"], mods)
     step = feature_step_fn(mods, 0.0, "l1")
+    # batch independence at initialisation: one 128-row batch vs its two 64-row halves
+    batch = {k: v[:128] for k, v in train.items()}
+    halves = [{k: v[h] for k, v in batch.items()} for h in (slice(0, 64), slice(64, 128))]
+    with torch.no_grad():
+        full_pred = base({m: batch[m] for m in mods})[0]
+        half_pred = torch.cat([base({m: h[m] for m in mods})[0] for h in halves])
+
+    def grad(parts: list[dict]) -> torch.Tensor:
+        base.zero_grad()
+        for part in parts:
+            (step(base, part, True).loss / len(parts)).backward()
+        return torch.cat([q.grad.flatten() for q in base.parameters() if q.grad is not None])
+
+    g_full, g_halves = grad([batch]), grad(halves)
+    base.zero_grad()
+    print(json.dumps({"init_prediction_max_abs_diff": float((full_pred - half_pred).abs().max()),
+                      "init_gradient_max_rel_diff": float((g_full - g_halves).abs().max() / g_full.abs().max())}))
     names = ["full", "halves"] + [f"noise{k}" for k in range(args.noisy)]
     models = {k: copy.deepcopy(base) for k in names}
     optims = {k: torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=1e-2) for k, m in models.items()}
