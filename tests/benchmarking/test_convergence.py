@@ -15,7 +15,7 @@ from deqfusion.deq.solvers import solve
 
 def _module(**kw):
     torch.manual_seed(0)
-    m = DEQFusion([12, 12, 12], 12, names=["a", "b", "c"], **kw)
+    m = DEQFusion([12, 12, 12], 12, names=["a", "b", "c"], init="reference", groups=4, **kw)
     scale_fusion_weights_(m, 0.1)  # contractive: plain iteration converges
     return m, [torch.randn(5, 12) for _ in range(3)]
 

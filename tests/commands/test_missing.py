@@ -30,7 +30,7 @@ def test_outputs(finished, capsys):
     methods = {v["label"]: v for v in cfg["variants"]}
     assert methods["deq-dropout"]["modality_dropout"] == 0.3
     assert methods["deq-2mod"]["modalities"] == ["mrna", "mirna"]
-    assert methods["deq-2mod"]["options"]["f_tol"] == 1e-3  # the omics experiment's CPU setting
+    assert methods["deq-2mod"]["options"] == {"injection": "sum"}  # the library's DEQ defaults
     rows = list(csv.DictReader((out / "per_seed.csv").open()))
     assert [(r["label"], r["seed"]) for r in rows] == [
         (m, "0") for m in ("deq-dropout", "deq-2mod", "concat-zero")]

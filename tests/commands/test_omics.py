@@ -31,8 +31,8 @@ def test_outputs_and_metric_ranges(two_fusion_run, capsys):
     assert cfg["experiment"] == "omics" and cfg["data"]["n_train"] == 245
     assert cfg["settings"]["hidden"] == 64 and cfg["settings"]["lambda_jac"] == 5.0
     assert [f["label"] for f in cfg["variants"]] == ["concat", "deq_f_max_iter-6_b_mode-phantom_phantom_steps-2"]
-    assert cfg["variants"][1]["options"] == {"injection": "sum", "f_max_iter": 6, "f_tol": 1e-3,
-                                             "b_mode": "phantom", "phantom_steps": 2}
+    assert cfg["variants"][1]["options"] == {"injection": "sum", "f_max_iter": 6, "b_mode": "phantom",
+                                             "phantom_steps": 2}
     rows = list(csv.DictReader(open(out / "per_seed.csv")))
     assert len(rows) == 4
     for r in rows:

@@ -14,7 +14,7 @@ class Model(nn.Module):
     def __init__(self, **deq):
         super().__init__()
         self.enc = nn.Linear(6, 16)
-        opts = dict(f_max_iter=20, f_tol=1e-4, b_max_iter=20, b_tol=1e-4)
+        opts = dict(f_max_iter=20, f_tol=1e-4, b_max_iter=20, b_tol=1e-4, init="reference")  # the paper's init diverges
         opts.update(deq)
         self.fusion = DEQFusion([16, 16], 16, **opts)
         self.head = nn.Linear(16, 1)

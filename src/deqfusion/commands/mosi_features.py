@@ -29,6 +29,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.mosi import load_mosi_features, resplit_by_source, standardize
+from ..deq import defaults as D
 from ..errors import UserError
 from ..training.results import markdown_table, summarize, write_csv, write_json
 from ..training.seed import seed_everything
@@ -71,13 +72,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", choices=["l1", "mse"], default="l1")
     p.add_argument("--select", default="mae", help="dev metric for epoch selection (mae, loss, corr, ...)")
     p.add_argument("--lambda-jac", type=float, default=0.01, help="weight of the DEQ Jacobian regulariser")
-    p.add_argument("--f-max-iter", type=int, default=30, help="DEQ forward solver budget")
-    p.add_argument("--f-tol", type=float, default=1e-3)
-    p.add_argument("--b-mode", choices=["implicit", "phantom"], default="implicit")
-    p.add_argument("--phantom-steps", type=int, default=1,
+    p.add_argument("--f-max-iter", type=int, default=D.F_MAX_ITER, help="DEQ forward solver budget")
+    p.add_argument("--f-tol", type=float, default=D.F_TOL)
+    p.add_argument("--b-mode", choices=["implicit", "phantom"], default=D.B_MODE)
+    p.add_argument("--phantom-steps", type=int, default=D.PHANTOM_STEPS,
                    help="damped unrolled steps of the phantom gradient (with --b-mode phantom)")
-    p.add_argument("--b-max-iter", type=int, default=30)
-    p.add_argument("--b-tol", type=float, default=1e-3)
+    p.add_argument("--b-max-iter", type=int, default=D.B_MAX_ITER)
+    p.add_argument("--b-tol", type=float, default=D.B_TOL)
     p.add_argument("--unrolled-steps", type=int, default=7, help="steps of the unrolled (weight-tied) fusion")
     p.add_argument("--rank", type=int, default=16, help="rank of the low-rank tensor fusion")
     p.add_argument("--no-standardize", action="store_true",

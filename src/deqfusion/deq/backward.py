@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from . import defaults as D
 from .result import BackwardStats, SolverResult
 from .solvers import solve
 
@@ -47,6 +48,7 @@ class DEQOutput:
         z_leaf: ``z*`` as a leaf requiring gradient, the point of the differentiable application (``None``
             without a graph). Together with ``fz`` it gives Jacobian-vector products at the fixed point.
         fz: the differentiable ``f(z_leaf)`` (``None`` without a graph).
+        jac_loss: the Jacobian penalty, filled in by :class:`~deqfusion.deq.layer.DEQLayer` (None here).
     """
 
     z: Tensor
@@ -54,6 +56,7 @@ class DEQOutput:
     backward: BackwardStats | None
     z_leaf: Tensor | None
     fz: Tensor | None
+    jac_loss: Tensor | None = None
 
 
 class _AdjointSolve(torch.autograd.Function):
@@ -101,17 +104,17 @@ def deq_forward(
     f: Func,
     z_init: Tensor,
     *,
-    f_solver: str = "anderson",
-    f_max_iter: int = 105,
-    f_tol: float = 1e-4,
-    f_stop_mode: str = "rel",
-    b_mode: str = "implicit",
-    b_solver: str = "anderson",
-    b_max_iter: int = 106,
-    b_tol: float = 1e-4,
-    b_stop_mode: str = "rel",
-    phantom_steps: int = 1,
-    phantom_tau: float = 1.0,
+    f_solver: str = D.F_SOLVER,
+    f_max_iter: int = D.F_MAX_ITER,
+    f_tol: float = D.F_TOL,
+    f_stop_mode: str = D.F_STOP_MODE,
+    b_mode: str = D.B_MODE,
+    b_solver: str = D.B_SOLVER,
+    b_max_iter: int = D.B_MAX_ITER,
+    b_tol: float = D.B_TOL,
+    b_stop_mode: str = D.B_STOP_MODE,
+    phantom_steps: int = D.PHANTOM_STEPS,
+    phantom_tau: float = D.PHANTOM_TAU,
     f_solver_kwargs: dict | None = None,
     b_solver_kwargs: dict | None = None,
 ) -> DEQOutput:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from . import defaults as D
 from .result import SolverResult
 
 log = logging.getLogger(__name__)
@@ -219,8 +220,8 @@ def _check_budget(max_iter: int) -> None:
 
 @torch.no_grad()
 def fixed_point_iter(
-    f: Func, z0: Tensor, max_iter: int = 105, tol: float = 1e-4, stop_mode: str = "rel", tau: float = 1.0,
-    **_unused,
+    f: Func, z0: Tensor, max_iter: int = D.F_MAX_ITER, tol: float = D.F_TOL, stop_mode: str = "rel",
+    tau: float = 1.0, **_unused,
 ) -> SolverResult:
     """Plain (optionally damped) fixed-point iteration ``z <- (1 - tau) z + tau f(z)``."""
     _check_budget(max_iter)
@@ -252,8 +253,9 @@ def _evaluate_into(f: Func, x: Tensor, out: Tensor, shape: torch.Size, write_out
 
 @torch.no_grad()
 def anderson(
-    f: Func, z0: Tensor, max_iter: int = 105, tol: float = 1e-4, stop_mode: str = "rel", m: int = 6,
-    lam: float = 1e-4, beta: float = 1.0, lam_relative: bool = True, **_unused,
+    f: Func, z0: Tensor, max_iter: int = D.F_MAX_ITER, tol: float = D.F_TOL, stop_mode: str = "rel",
+    m: int = D.ANDERSON_M, lam: float = D.ANDERSON_LAM, beta: float = D.ANDERSON_BETA, lam_relative: bool = True,
+    **_unused,
 ) -> SolverResult:
     """Anderson acceleration (type II) with memory ``m``, Tikhonov regulariser ``lam`` and mixing ``beta``.
 
@@ -342,8 +344,8 @@ def anderson(
 
 @torch.no_grad()
 def broyden(
-    f: Func, z0: Tensor, max_iter: int = 105, tol: float = 1e-4, stop_mode: str = "rel", memory: int | None = None,
-    **_unused,
+    f: Func, z0: Tensor, max_iter: int = D.F_MAX_ITER, tol: float = D.F_TOL, stop_mode: str = "rel",
+    memory: int | None = None, **_unused,
 ) -> SolverResult:
     """Limited-memory ("good") Broyden's method on ``g(z) = f(z) - z``, with unit steps.
 

@@ -48,16 +48,17 @@ DATASET_DEFAULTS: dict[str, dict] = {
 #: the reference's schedule (``reference_settings``): lr 1e-4, StepLR(500, 0.2), no early stopping
 REFERENCE_SCHEDULE = dict(lr=1e-4, step_size=500, gamma=0.2, patience=0, eval_every=50, lambda_jac=20.0)
 
-#: DEQ solver settings of this experiment, chosen for speed on CPU (docs/omics.md): 30 Anderson steps to a
-#: relative residual of 1e-3, phantom gradient of 5 steps. ``reference_settings`` uses the reference's budgets.
-DEQ_CPU: dict = {"f_max_iter": 30, "f_tol": 1e-3, "b_mode": "phantom", "phantom_steps": 5}
-DEQ_REFERENCE: dict = {"f_max_iter": 105, "b_max_iter": 106, "b_mode": "implicit"}
+#: DEQ settings of this experiment: the library's defaults (``deqfusion.deq.defaults``, docs/defaults.md).
+#: ``reference_settings`` reproduces the paper: its initialisation and its solver budgets.
+DEQ_LIBRARY: dict = {}
+DEQ_REFERENCE: dict = {"init": "reference", "f_max_iter": 105, "f_tol": 1e-4, "b_max_iter": 106, "b_tol": 1e-4,
+                       "b_mode": "implicit"}
 
 
 def presets(reference: bool = False) -> dict[str, tuple[str, dict]]:
     """The fusion presets (name -> registered fusion, options). The reference's BRCA/ROSMAP code injects the
     plain sum of the modality features (no learned weights) into the fusion block."""
-    deq = DEQ_REFERENCE if reference else DEQ_CPU
+    deq = DEQ_REFERENCE if reference else DEQ_LIBRARY
     return {
         "deq": ("deq", {"injection": "sum", **deq}),
         "deq-no-unimodal": ("deq", {"injection": "sum", "unimodal": False, **deq}),

@@ -41,6 +41,12 @@ def _sample_view(v: Tensor, ndim: int) -> Tensor:
     return v.view(-1, *([1] * (ndim - 1)))
 
 
+def default_groups(channels: int, largest: int = 4) -> int:
+    """The GroupNorm group count used when none is given: the largest of ``largest, ..., 1`` that divides
+    ``channels`` and leaves at least two channels per group (one channel per group maps a vector to a constant)."""
+    return next((g for g in range(min(largest, channels // 2), 1, -1) if channels % g == 0), 1)
+
+
 def _init_linear_(weight: Tensor, bias: Tensor | None, fan_in: int) -> None:
     # the default initialisation of torch.nn.Linear / Conv1d: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both
     bound = 1.0 / math.sqrt(fan_in)
