@@ -41,10 +41,11 @@ def _sample_view(v: Tensor, ndim: int) -> Tensor:
     return v.view(-1, *([1] * (ndim - 1)))
 
 
-def default_groups(channels: int, largest: int = 4) -> int:
-    """The GroupNorm group count used when none is given: the largest of ``largest, ..., 1`` that divides
-    ``channels`` and leaves at least two channels per group (one channel per group maps a vector to a constant)."""
-    return next((g for g in range(min(largest, channels // 2), 1, -1) if channels % g == 0), 1)
+def default_groups(channels: int, largest: int = 4, min_size: int = 4) -> int:
+    """The GroupNorm group count used when none is given: the largest of ``largest, ..., 2`` that divides
+    ``channels`` into groups of at least ``min_size`` channels, else 1. (With one channel per group a vector is
+    mapped to a constant; with two, every output is +-1 and the map's Jacobian is huge where the two are close.)"""
+    return next((g for g in range(min(largest, channels // min_size), 1, -1) if channels % g == 0), 1)
 
 
 def _init_linear_(weight: Tensor, bias: Tensor | None, fan_in: int) -> None:
