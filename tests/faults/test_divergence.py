@@ -43,3 +43,15 @@ def test_mosi_features_divergence_is_one_line(shared_data_dir, tmp_path, fails, 
                            pattern)
     assert line.endswith("(a smaller --lr or another seed may help; see the divergence guard in "
                          "docs/robustness.md)")
+
+
+def test_mosi_features_degenerate_model_is_flagged(shared_data_dir, tmp_path, fails):
+    out = tmp_path / "o"
+    fails.status(3)(["mosi-features", "--data-dir", shared_data_dir, "--lr", "1", "--epochs", "3", "--seeds", "0",
+                     "--fusion", "concat", "--subsets", "T+A", "--threads", "1", "--out", out],
+                    r"1 of 1 run\(s\) ended with a degenerate model \(T\+A concat seed 0: validation MAE [\d.]+ vs "
+                    r"1.424 for the constant predictor")
+    result = json.loads((out / "runs" / "TA__concat" / "seed0" / "result.json").read_text())
+    assert result["health"]["val_mae"] > 1.5 * result["health"]["constant_mae"] and result["guard"]["steps"] > 0
+    assert "**Degenerate runs**" in (out / "summary.md").read_text()
+    assert (out / "per_seed.csv").read_text().splitlines()[1].split(",")[6] == "1"

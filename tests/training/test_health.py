@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from deqfusion.training.health import CE_FACTOR, CE_FACTOR_ANY, classifier_health
+from deqfusion.training.health import CE_FACTOR, CE_FACTOR_ANY, MAE_FACTOR, classifier_health, regression_health
 
 
 def _constant_ce(y_fit, y_val, n_classes):
@@ -46,3 +46,14 @@ def test_flags_a_degenerate_model():
     # non-finite training loss or probabilities
     assert "last training loss is nan" in classifier_health(None, None, y_fit, math.nan)["degenerate"]
     assert "not finite" in classifier_health(torch.full((4, 2), math.nan), y_val, y_fit, 0.1)["degenerate"]
+
+
+def test_regression_against_the_median_predictor():
+    y_fit = [0.0, 1.0, 2.0, 10.0]  # median 1.5 (midpoint of the two middle values)
+    y_val = [1.0, 3.0]
+    constant = (abs(1.0 - 1.5) + abs(3.0 - 1.5)) / 2
+    h = regression_health(0.9, y_val, y_fit)
+    assert h["degenerate"] is None and math.isclose(h["constant_mae"], constant, rel_tol=1e-12)
+    assert regression_health(MAE_FACTOR * constant * 0.99, y_val, y_fit)["degenerate"] is None
+    assert "constant predictor" in regression_health(MAE_FACTOR * constant * 1.01, y_val, y_fit)["degenerate"]
+    assert "validation MAE nan" in regression_health(math.nan, y_val, y_fit)["degenerate"]

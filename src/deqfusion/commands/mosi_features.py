@@ -128,12 +128,13 @@ def run(args) -> int:
 
 
 def _run(args, main: bool) -> int:
-    from ..experiments.runner import environment
+    from ..experiments.runner import DegenerateRuns, environment
     from ..fusion.registry import available_fusions
     from ..metrics.regression import regression_metrics
     from ..models.mosi_features import MosiFeatureModel
     from ..training import distributed as ddp
     from ..training.checkpoint import load_checkpoint
+    from ..training.health import regression_health
     from ..training.minibatch import MinibatchTrainer, TrainerConfig
     from ..training.mosi_regression import (
         feature_step_fn,
@@ -194,7 +195,7 @@ def _run(args, main: bool) -> int:
         for f in fusions:
             for seed in args.seeds:
                 jobs.append((mods, f, seed))
-    rows = []
+    rows, degenerate = [], []
     for mods, fname, seed in tqdm(jobs, desc="mosi-features runs", disable=not main):
         label = subset_label(mods)
         run_dir = out / "runs" / f"{label.replace('+', '')}__{fname}" / f"seed{seed}"
@@ -222,10 +223,15 @@ def _run(args, main: bool) -> int:
         # the selected model once more, on the clean part of the test split
         model.load_state_dict(load_checkpoint(run_dir / "best.pt", args.device)["model"])
         result["test_clean"], _ = trainer.evaluate(split_tensors(clean_test, mods), desc="clean test")
+        result["health"] = regression_health(result["valid"]["mae"], data.splits["dev"].labels,
+                                             data.splits["train"].labels)
+        if result["health"]["degenerate"]:
+            degenerate.append(f"{label} {fname} seed {seed}: {result['health']['degenerate']}")
         if main:
             write_json(run_dir / "result.json", result)
         row = {"subset": label, "fusion": fname, "seed": seed, "best_epoch": result["best_epoch"],
-               "epochs_run": result["epochs_run"], "train_time_s": round(result["train_time_s"], 2)}
+               "epochs_run": result["epochs_run"], "train_time_s": round(result["train_time_s"], 2),
+               "degenerate": int(bool(result["health"]["degenerate"]))}
         row.update({f"dev_{k}": v for k, v in result["valid"].items() if k not in ("n", "n_nonzero")})
         row.update({f"test_{k}": v for k, v in result["test"].items()})
         row.update({f"clean_{k}": v for k, v in result["test_clean"].items()})
@@ -264,7 +270,14 @@ def _run(args, main: bool) -> int:
             f"{s[part][m]['mean'] * sc:.{d}f} +- {s[part][m]['std'] * sc:.{d}f}" for m, sc, d in TABLE_METRICS
         ] for s in summary]
         text.append(f"{title} (mean +- std over seeds)\n\n" + markdown_table(header, table) + "\n")
+    if degenerate:
+        text.append("**Degenerate runs** (final model worse than the constant predictor on the dev split; see "
+                    "docs/robustness.md): " + "; ".join(degenerate) + "\n")
     (out / "summary.md").write_text("\n".join(text))
+    if degenerate:
+        raise DegenerateRuns(f"{len(degenerate)} of {len(rows)} run(s) ended with a degenerate model "
+                             f"({degenerate[0]}{'; ...' if len(degenerate) > 1 else ''}); the results are written "
+                             f"to {out} and flagged in summary.md")
     return 0
 
 

@@ -13,6 +13,10 @@ the most frequent training class. The model is flagged **degenerate** when
 - its validation cross-entropy exceeds :data:`CE_FACTOR_ANY` times the constant predictor's (infinite when a
   sample's true class gets probability 0), whatever its accuracy.
 
+For a regressor trained on the absolute error, :func:`regression_health` compares the validation MAE with that of
+the constant predictor of that loss (the median of the training targets): degenerate when the MAE is not finite
+or above :data:`MAE_FACTOR` times the constant predictor's.
+
 The factors leave short, barely trained runs (cross-entropy near the constant predictor's) and merely
 over-confident ones unflagged.
 """
@@ -24,13 +28,15 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["CE_FACTOR", "CE_FACTOR_ANY", "classifier_health"]
+__all__ = ["CE_FACTOR", "CE_FACTOR_ANY", "MAE_FACTOR", "classifier_health", "regression_health"]
 
 #: a validation cross-entropy above this multiple of the constant predictor's, with no better accuracy, is
 #: degenerate
 CE_FACTOR = 1.5
 #: a validation cross-entropy above this multiple of the constant predictor's is degenerate whatever the accuracy
 CE_FACTOR_ANY = 10.0
+#: a validation MAE above this multiple of the constant (median) predictor's is degenerate
+MAE_FACTOR = 1.5
 
 
 def classifier_health(probs_val: Tensor | None, y_val: Tensor | None, y_fit: Tensor,
@@ -67,3 +73,20 @@ def classifier_health(probs_val: Tensor | None, y_val: Tensor | None, y_fit: Ten
                            f"{val_acc:.3f} vs {constant_acc:.3f} for the constant predictor")
     out["degenerate"] = "; ".join(reasons) or None
     return out
+
+
+def regression_health(val_mae: float, y_val, y_fit) -> dict:
+    """``{"degenerate": reason or None, "val_mae", "constant_mae"}`` for the validation MAE ``val_mae`` of a
+    model, the validation targets ``y_val`` and the training targets ``y_fit`` (array-likes)."""
+    y_val = torch.as_tensor(y_val, dtype=torch.float64).flatten()
+    y_fit = torch.as_tensor(y_fit, dtype=torch.float64).flatten()
+    constant = float(torch.quantile(y_fit, 0.5))
+    constant_mae = float((y_val - constant).abs().mean())
+    val_mae = float(val_mae)
+    reason = None
+    if not math.isfinite(val_mae):
+        reason = f"validation MAE {val_mae}"
+    elif val_mae > MAE_FACTOR * constant_mae:
+        reason = (f"validation MAE {val_mae:.4g} vs {constant_mae:.4g} for the constant predictor (the training "
+                  "median)")
+    return {"degenerate": reason, "val_mae": val_mae, "constant_mae": constant_mae}
