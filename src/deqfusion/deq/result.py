@@ -42,7 +42,8 @@ class SolverResult:
     solver: str
 
     def summary(self) -> dict:
-        """A JSON-friendly summary (floats and ints only)."""
+        """A JSON-friendly summary (floats and ints only): solver, nstep, status, the largest and mean relative
+        residual, the largest absolute residual, the fraction of converged samples, the count of non-finite ones."""
         return {
             "solver": self.solver,
             "nstep": int(self.nstep),
@@ -60,6 +61,18 @@ class BackwardStats:
     """Statistics of a backward pass, filled in when ``backward()`` runs through the layer.
 
     Before the backward pass has run, ``ran`` is False and the other fields are empty.
+
+    Attributes:
+        mode: ``"implicit"`` or ``"phantom"``.
+        ran: whether a backward pass has gone through the layer.
+        nstep: iterations of the last adjoint solve (implicit) or the phantom steps taken.
+        rel_residual: per-sample relative residual of the last adjoint solve, shape ``(B,)`` (implicit only).
+        abs_residual: per-sample absolute residual of the last adjoint solve, shape ``(B,)`` (implicit only).
+        rel_trace: per-step, per-sample relative residuals of the last adjoint solve, shape ``(nstep, B)``.
+        converged: per-sample flag of the last adjoint solve.
+        status: ``"not run"``; for the implicit backward ``"converged"``, ``"max_iter"`` or ``"nonfinite"``;
+            ``"unrolled"`` for the phantom gradient.
+        calls: how many backward passes went through the layer's output.
     """
 
     mode: str
@@ -73,6 +86,7 @@ class BackwardStats:
     calls: int = 0
 
     def summary(self) -> dict:
+        """A JSON-friendly summary: mode, whether it ran, steps, status and (when known) the residuals."""
         out = {"mode": self.mode, "ran": self.ran, "nstep": int(self.nstep), "status": self.status}
         if self.rel_residual is not None and self.rel_residual.numel():
             out["rel_residual_max"] = float(self.rel_residual.max())
@@ -99,9 +113,11 @@ class FusionInfo:
 
     @property
     def nstep(self) -> int:
+        """Iterations of the forward solve (0 for fusions without one)."""
         return 0 if self.forward is None else int(self.forward.nstep)
 
     def summary(self) -> dict:
+        """A JSON-friendly dict: ``jac_loss`` and, for DEQ fusions, the forward and backward summaries."""
         out: dict = {"jac_loss": float(self.jac_loss.detach())}
         if self.forward is not None:
             out["forward"] = self.forward.summary()
