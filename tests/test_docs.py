@@ -141,3 +141,21 @@ def test_page_code_runs(page):
         assert ns["reg"].requires_grad and ns["rho"].shape == (3,) and bool((ns["rho"] < 1).all())
     if page == "README.md":
         assert bool(ns["res"].converged.all()) and ns["out"].z.shape == (3, 16)
+
+
+def test_reference_shows_roles_as_code_and_defaults_as_values():
+    import importlib
+    import sys
+
+    from deqfusion.deq import defaults
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        ext = importlib.import_module("griffe_roles")
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    assert ext.ROLE.sub(ext._code, "see :func:`~deqfusion.deq.solvers.solve` and :mod:`deqfusion.deq`") == (
+        "see `solve` and `deqfusion.deq`")
+    values = ext._library_defaults()
+    assert values["F_MAX_ITER"] == defaults.F_MAX_ITER and values["B_MODE"] == defaults.B_MODE
+    assert ext.DEFAULT_NAME.match("D.F_TOL")["name"] == "F_TOL" and not ext.DEFAULT_NAME.match("None")

@@ -123,6 +123,37 @@ def deq_forward(
     ``f`` must be a function of the state only (close over inputs and parameters). When gradients are not being
     tracked (``torch.no_grad()``, or nothing in ``f`` requires grad) the result is ``f(z*)`` as computed by the
     solver, with no extra evaluation.
+
+    Args:
+        f: the map, ``(B, ...) -> (B, ...)``, sample by sample; differentiable in whatever it closes over.
+        z_init: the initial state, shape ``(B, ...)`` (zeros, or a previous fixed point to warm-start from: the
+            gradient does not depend on where the solve started). Detached.
+        f_solver, f_max_iter, f_tol, f_stop_mode: the forward solve (see :func:`~deqfusion.deq.solvers.solve`).
+        b_mode: ``"implicit"``: the exact gradient at the fixed point, by solving the adjoint fixed point
+            ``y = y J_f(z*) + g`` in ``backward()``; ``"phantom"``: ``phantom_steps`` damped differentiable steps
+            ``z <- (1 - tau) z + tau f(z)`` from ``z*``, backpropagated as usual.
+        b_solver, b_max_iter, b_tol, b_stop_mode: the adjoint solve of the implicit backward.
+        phantom_steps: number of phantom steps (>= 1); one step at ``phantom_tau=1`` is the Jacobian-free
+            backward.
+        phantom_tau: damping of the phantom steps, in ``(0, 1]``.
+        f_solver_kwargs, b_solver_kwargs: further options of the forward / adjoint solver (e.g. ``{"m": 4}``).
+
+    Returns:
+        A :class:`DEQOutput`: ``z`` (``f(z*)`` attached to the graph, shape of ``z_init``), the forward
+        :class:`~deqfusion.deq.result.SolverResult`, the :class:`~deqfusion.deq.result.BackwardStats` filled in by
+        ``backward()``, and ``z_leaf`` / ``fz`` for Jacobian terms at the fixed point.
+
+    Raises:
+        ValueError: an unknown ``b_mode``, ``phantom_steps < 1``, ``phantom_tau`` outside ``(0, 1]``, or an
+            invalid solver option.
+
+    Example:
+        ```python
+        W = torch.nn.Parameter(0.1 * torch.randn(16, 16))
+        x = torch.randn(8, 16)
+        out = deq_forward(lambda z: torch.tanh(z @ W + x), torch.zeros(8, 16))
+        out.z.square().sum().backward()      # W.grad: the gradient of the equilibrium; out.backward.nstep
+        ```
     """
     if b_mode not in B_MODES:
         raise ValueError(f"b_mode must be one of {B_MODES}, got {b_mode!r}")

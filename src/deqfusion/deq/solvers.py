@@ -223,7 +223,26 @@ def fixed_point_iter(
     f: Func, z0: Tensor, max_iter: int = D.F_MAX_ITER, tol: float = D.F_TOL, stop_mode: str = "rel",
     tau: float = 1.0, **_unused,
 ) -> SolverResult:
-    """Plain (optionally damped) fixed-point iteration ``z <- (1 - tau) z + tau f(z)``."""
+    """Plain (optionally damped) fixed-point iteration ``z <- (1 - tau) z + tau f(z)``.
+
+    Converges when ``f`` is a contraction near the fixed point (the rate is about the spectral radius of its
+    Jacobian); the weight-tied unrolled network is this iteration run for a fixed number of steps.
+
+    Args:
+        f: the map, ``(B, ...) -> (B, ...)``, sample by sample; called without gradient tracking.
+        z0: the initial state, shape ``(B, ...)`` with ``B >= 1``; its device and dtype are the solve's.
+        max_iter: iteration budget (each iteration is one evaluation of ``f``).
+        tol: per-sample tolerance on the residual named by ``stop_mode``; 0 runs the whole budget.
+        stop_mode: ``"rel"`` (``||f(z) - z|| / ||f(z)||``) or ``"abs"`` (``||f(z) - z||``).
+        tau: damping, in ``(0, 1]``; 1 is the undamped iteration.
+
+    Returns:
+        A :class:`~deqfusion.deq.result.SolverResult`: each sample's lowest-residual iterate ``z`` and ``f(z)``,
+        the per-sample residuals, traces and flags, the number of iterations and a status.
+
+    Raises:
+        ValueError: ``max_iter < 1``, ``tau`` outside ``(0, 1]``, a negative ``tol`` or an unknown ``stop_mode``.
+    """
     _check_budget(max_iter)
     if not 0 < tau <= 1:
         raise ValueError(f"tau must be in (0, 1], got {tau}")
@@ -271,6 +290,24 @@ def anderson(
     The iterates, their evaluations and their residuals live in three ring buffers of ``m`` slots; the mixing step
     writes the next iterate straight into its slot, and a map with a true attribute ``accepts_out`` is called as
     ``f(z, out=buffer)`` and writes its value there (see :data:`ACCEPTS_OUT`), so an iteration copies no state.
+
+    Args:
+        f: the map, ``(B, ...) -> (B, ...)``, sample by sample; called without gradient tracking.
+        z0: the initial state, shape ``(B, ...)`` with ``B >= 1``; its device and dtype are the solve's.
+        max_iter: iteration budget (each iteration is one evaluation of ``f``).
+        tol: per-sample tolerance on the residual named by ``stop_mode``; 0 runs the whole budget.
+        stop_mode: ``"rel"`` (``||f(z) - z|| / ||f(z)||``) or ``"abs"`` (``||f(z) - z||``).
+        m: memory, the number of past iterates mixed (memory cost ``3 m`` states).
+        lam: Tikhonov regulariser of the least-squares system (relative, see above).
+        beta: mixing; 1 takes the mixed evaluations, smaller values move part of the way.
+        lam_relative: scale ``lam`` by the residual history's mean squared norm.
+
+    Returns:
+        A :class:`~deqfusion.deq.result.SolverResult`: each sample's lowest-residual iterate ``z`` and ``f(z)``,
+        the per-sample residuals, traces and flags, the number of iterations and a status.
+
+    Raises:
+        ValueError: ``max_iter < 1``, ``m < 1``, a negative ``tol`` or an unknown ``stop_mode``.
     """
     _check_budget(max_iter)
     if m < 1:
@@ -352,6 +389,21 @@ def broyden(
     The inverse Jacobian of ``g`` is approximated by ``-I + sum_i u_i v_i^T`` and updated each step with the rank-one
     correction that maps the last change in ``g`` onto the last step. ``memory`` caps the stored updates (default:
     ``max_iter``); samples whose update denominator vanishes skip that update.
+
+    Args:
+        f: the map, ``(B, ...) -> (B, ...)``, sample by sample; called without gradient tracking.
+        z0: the initial state, shape ``(B, ...)`` with ``B >= 1``; its device and dtype are the solve's.
+        max_iter: iteration budget (each iteration is one evaluation of ``f``).
+        tol: per-sample tolerance on the residual named by ``stop_mode``; 0 runs the whole budget.
+        stop_mode: ``"rel"`` (``||f(z) - z|| / ||f(z)||``) or ``"abs"`` (``||f(z) - z||``).
+        memory: number of rank-one updates kept (memory cost ``2 memory`` states); None keeps all.
+
+    Returns:
+        A :class:`~deqfusion.deq.result.SolverResult`: each sample's lowest-residual iterate ``z`` and ``f(z)``,
+        the per-sample residuals, traces and flags, the number of iterations and a status.
+
+    Raises:
+        ValueError: ``max_iter < 1``, a negative ``tol`` or an unknown ``stop_mode``.
     """
     _check_budget(max_iter)
     bsz = z0.shape[0]
@@ -415,13 +467,43 @@ SOLVERS: dict[str, Callable[..., SolverResult]] = {
 
 
 def get_solver(name: str) -> Callable[..., SolverResult]:
+    """The solver function registered as ``name`` (``"anderson"``, ``"broyden"``, ``"fixed_point_iter"``).
+
+    Raises:
+        ValueError: unknown ``name``; the message lists the known ones.
+    """
     if name not in SOLVERS:
         raise ValueError(f"unknown solver {name!r}; choose one of {sorted(SOLVERS)}")
     return SOLVERS[name]
 
 
 def solve(f: Func, z0: Tensor, solver: str = "anderson", **kwargs) -> SolverResult:
-    """Run the named solver (``anderson``, ``broyden``, ``fixed_point_iter``) on ``f`` from ``z0``."""
+    """Find ``z`` with ``f(z) = z`` for a batch of independent problems, with the named solver.
+
+    Args:
+        f: the map, ``(B, ...) -> (B, ...)``: sample ``b`` of ``f(z)`` may depend only on sample ``b`` of ``z``.
+            Called under ``torch.no_grad()``.
+        z0: the initial state, shape ``(B, ...)`` with ``B >= 1`` (e.g. zeros, or a previous fixed point to
+            warm-start from). The result has its shape, device and dtype.
+        solver: ``"anderson"`` (default), ``"broyden"`` or ``"fixed_point_iter"``.
+        **kwargs: the solver's options: ``max_iter``, ``tol``, ``stop_mode`` for all (defaults in
+            :mod:`deqfusion.deq.defaults`), and those of :func:`anderson`, :func:`broyden` or
+            :func:`fixed_point_iter`.
+
+    Returns:
+        A :class:`~deqfusion.deq.result.SolverResult` (``z``, ``fz``, ``nstep``, per-sample ``rel_residual``,
+        ``converged``, ``nonfinite``, traces, ``status``).
+
+    Raises:
+        ValueError: an empty batch, an unknown solver, or an invalid option.
+
+    Example:
+        ```python
+        W = 0.1 * torch.randn(16, 16)
+        res = solve(lambda z: torch.tanh(z @ W + 1.0), torch.zeros(8, 16), max_iter=50, tol=1e-6)
+        res.status, res.nstep, res.rel_residual.max()     # ("converged", ~10, < 1e-6)
+        ```
+    """
     if z0.dim() < 1 or z0.shape[0] == 0:
         raise ValueError(f"the initial state needs a non-empty batch dimension, got shape {tuple(z0.shape)}")
     return get_solver(solver)(f, z0, **kwargs)
