@@ -31,6 +31,11 @@ from deqfusion.models.mosi_features import MosiFeatureModel
 from deqfusion.training.mosi_regression import feature_step_fn, split_tensors
 
 
+def _steps(info) -> int | None:
+    forward = getattr(info, "forward", None)
+    return None if forward is None else int(forward.nstep)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default="../shared/data")
@@ -38,12 +43,14 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--noisy", type=int, default=4)
     p.add_argument("--f-max-iter", type=int, default=20)
+    p.add_argument("--f-tol", type=float, default=1e-3, help="forward tolerance (1e-12: every solve runs to "
+                   "--f-max-iter, whatever its batch)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     data = standardize(load_mosi_features(args.data_dir))
     mods = ["text", "audio", "video"]
-    opts = argparse.Namespace(f_max_iter=args.f_max_iter, f_tol=1e-3, b_mode="phantom", phantom_steps=1,
+    opts = argparse.Namespace(f_max_iter=args.f_max_iter, f_tol=args.f_tol, b_mode="phantom", phantom_steps=1,
                               b_max_iter=30, b_tol=1e-3, unrolled_steps=7, rank=16, hidden=32, lambda_jac=0.0)
     torch.manual_seed(0)
     base = MosiFeatureModel({m: data.dims[m] for m in mods}, fusion=args.fusion, hidden=32, dropout=0,
@@ -97,6 +104,14 @@ def main() -> None:
                 pred = model({m: dev[m] for m in mods})[0].flatten()
                 row[name] = float((pred - dev["labels"].flatten()).abs().mean())
                 model.train()
+            # batch independence of the trained ``full`` model: the first 128 dev rows as one batch and as halves
+            model = models["full"]
+            model.eval()
+            one = model({m: dev[m][:128] for m in mods})
+            two = [model({m: dev[m][h] for m in mods}) for h in (slice(0, 64), slice(64, 128))]
+            model.train()
+            row["full_pred_128_vs_halves_max_abs_diff"] = float((one[0] - torch.cat([t[0] for t in two])).abs().max())
+            row["full_solver_steps_128_and_halves"] = [_steps(one[1])] + [_steps(t[1]) for t in two]
         noisy = [row[k] for k in names if k.startswith("noise")]
         row["noise_range"] = [min(noisy), max(noisy)] if noisy else None
         print(json.dumps(row))

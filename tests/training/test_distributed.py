@@ -83,9 +83,14 @@ def test_deq_fusion_gradients_under_ddp(tmp_path):
 
 
 def test_torchrun_mosi_features_matches_one_process(shared_data_dir, tmp_path):
+    # every solve runs its 20 iterations (--f-tol 1e-12) and no random Jacobian probes are drawn (--lambda-jac 0):
+    # the per-sample answers then do not depend on how the global batch is split, and the two runs agree to float
+    # rounding (with the default tolerance, a batch stops when its slowest sample converges, so each process's
+    # half-batch may stop at another iteration than the whole batch: docs/robustness.md measures that difference)
     common = ["mosi-features", "--data-dir", str(shared_data_dir), "--seeds", "0", "--epochs", "2",
               "--fusion", "deq", "--b-mode", "phantom", "--dropout", "0", "--input-dropout", "0",
-              "--batch-size", "128", "--threads", "1", "--hidden", "32", "--f-max-iter", "20"]
+              "--batch-size", "128", "--threads", "1", "--hidden", "32", "--f-max-iter", "20", "--f-tol", "1e-12",
+              "--lambda-jac", "0"]
     assert main(common + ["--out", str(tmp_path / "one")]) == 0
     _torchrun(["-m", "deqfusion.cli", *common, "--out", str(tmp_path / "two")], tmp_path)
 
@@ -96,9 +101,10 @@ def test_torchrun_mosi_features_matches_one_process(shared_data_dir, tmp_path):
     assert one["world_size"] == 1 and two["world_size"] == 2
     assert two["guard"]["steps"] == one["guard"]["steps"] == 2 * 11  # 1284 samples / 128 per global batch
     assert two["guard"]["skipped"] == 0
-    assert abs(two["valid"]["mae"] - one["valid"]["mae"]) < 0.05
+    assert abs(two["valid"]["mae"] - one["valid"]["mae"]) < 1e-5  # measured 8e-7
+    assert abs(two["test"]["mae"] - one["test"]["mae"]) < 1e-5
     for h1, h2 in zip(one["history"], two["history"], strict=True):
-        assert abs(h1["train_loss"] - h2["train_loss"]) < 0.05
+        assert abs(h1["train_loss"] - h2["train_loss"]) < 1e-5
         assert h2["valid_n"] == h1["valid_n"] == 227  # metrics cover the whole dev split, gathered
     # only rank 0 wrote: the same files as the single-process run, none left half-written
     files = sorted(str(p.relative_to(tmp_path / "two")) for p in (tmp_path / "two").rglob("*"))
