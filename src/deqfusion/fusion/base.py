@@ -146,6 +146,26 @@ class FusionModule(nn.Module):
         return len(self.in_dims)
 
     def forward(self, inputs, mask: Tensor | None = None) -> tuple[Tensor, FusionInfo]:
+        """Fuse one batch.
+
+        Args:
+            inputs: one tensor per modality, as a list in the order of ``in_dims`` or a dict keyed by the
+                module's ``names``: ``(B, d_i)`` vectors or, for fusions that take them, ``(B, C_i, L)``
+                sequences. All finite, floating point, on one device and with one batch size; an entry may be
+                ``None`` for a modality absent from the whole batch.
+            mask: optional ``(B, N)`` boolean tensor, True where modality ``i`` is present for sample ``b``;
+                every sample needs at least one present modality.
+
+        Returns:
+            ``(fused, info)``: the fused tensor, ``(B, out_dim)`` (or ``(B, out_dim, L)`` for sequences), and a
+            :class:`~deqfusion.deq.result.FusionInfo` (the Jacobian loss to add to the training loss, and for
+            DEQ fusions the solver statistics).
+
+        Raises:
+            TypeError: inputs that are not tensors, not floating point, or a dict given to a module without names.
+            ValueError: wrong number of modalities, unknown names, shapes that do not match ``in_dims``, NaN or
+                inf in an input, a mask of the wrong shape, or a sample with no modality present.
+        """
         xs, mask = check_inputs(inputs, self.names, self.in_dims, mask, self.feature_dims)
         return self.fuse(xs, mask)
 

@@ -101,6 +101,26 @@ class DEQFusion(FusionModule):
         on_nonfinite: ``"raise"`` (default) raises :class:`~deqfusion.errors.DEQDivergenceError` when the forward
             solve met NaN/inf; ``"return"`` returns the lowest-residual finite iterates and records the failed
             samples in ``info.forward.nonfinite``.
+
+    Calling the module (see :meth:`~deqfusion.fusion.base.FusionModule.forward`) returns ``(fused, info)``:
+    ``fused`` of shape ``(B, out_dim)`` (or ``(B, out_dim, L)``), and ``info.jac_loss`` (add
+    ``lambda_jac * info.jac_loss`` to the loss; zero in evaluation mode), ``info.forward`` (the solve's
+    :class:`~deqfusion.deq.result.SolverResult`) and ``info.backward`` (filled in by ``backward()``).
+
+    Raises:
+        ValueError: an invalid option (a non-positive width, fewer than two modalities, an unknown injection,
+            normalisation, ``b_mode``, ``init`` or ``on_nonfinite``, a negative ``jac_n_probes``, a width the
+            GroupNorm groups cannot split); an unknown solver name is refused at the first call.
+        DEQDivergenceError: in a call, when the forward solve meets NaN/inf and ``on_nonfinite="raise"``.
+
+    Example:
+        ```python
+        fusion = DEQFusion(in_dims=[1000, 1000, 503], out_dim=500)
+        fused, info = fusion([x_mrna, x_methylation, x_mirna])          # fused: (B, 500)
+        loss = criterion(head(fused), y) + 10.0 * info.jac_loss
+        loss.backward()
+        info.forward.nstep, info.forward.rel_residual.max()             # solver statistics, as data
+        ```
     """
 
     feature_dims = None
