@@ -202,8 +202,17 @@ def _mark_ran_on_backward(out: Tensor, stats: BackwardStats, steps: int) -> None
 def unrolled_forward(f: Func, z_init: Tensor, steps: int) -> tuple[Tensor, Tensor]:
     """Apply ``f`` ``steps`` times from ``z_init`` with ordinary autograd.
 
-    Returns ``(z_k, rel_trace)`` where ``rel_trace`` is the ``(steps, B)`` per-sample relative change
-    ``||f(z) - z|| / ||f(z)||`` of each step (detached), for comparing with a solver's residual trace.
+    Args:
+        f: the map, ``(B, ...) -> (B, ...)``.
+        z_init: the starting state, shape ``(B, ...)``.
+        steps: number of applications (>= 1).
+
+    Returns:
+        ``(z_k, rel_trace)``: the last state (attached to the graph) and the ``(steps, B)`` per-sample relative
+        change ``||f(z) - z|| / ||f(z)||`` of each step (detached), for comparing with a solver's residual trace.
+
+    Raises:
+        ValueError: ``steps < 1``.
     """
     if steps < 1:
         raise ValueError(f"unrolled steps must be >= 1, got {steps}")

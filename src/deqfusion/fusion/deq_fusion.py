@@ -342,6 +342,21 @@ class UnrolledFusion(DEQFusion):
     trained with ordinary backpropagation and no Jacobian loss (the paper's "no DEQ" ablation).
 
     ``info.forward`` reports the per-step relative change as its trace, for comparison with a solver.
+
+    Args:
+        in_dims, out_dim, names: as for :class:`DEQFusion`.
+        unrolled_steps: how many times the map is applied (>= 1).
+        **kwargs: the block options of :class:`DEQFusion` (``init``, ``groups``, ``fusion_norm``, ``injection``,
+            ...); the Jacobian loss is off (``jac_n_probes=0``) unless given.
+
+    Raises:
+        ValueError: ``unrolled_steps < 1``, or an invalid :class:`DEQFusion` option.
+
+    Example:
+        ```python
+        fusion = UnrolledFusion([1000, 1000, 503], 500, unrolled_steps=4)
+        fused, info = fusion([x_mrna, x_methylation, x_mirna])    # (B, 500); info.forward.rel_trace: (4, B)
+        ```
     """
 
     def __init__(self, in_dims: Sequence[int], out_dim: int, names: Sequence[str] | None = None, *,
