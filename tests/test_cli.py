@@ -84,7 +84,8 @@ def test_resume_from_a_checkpoint_missing_an_entry(interrupted_run, capsys):
 
 @pytest.mark.parametrize("exc, pattern, status", [
     (TrainingDiverged("deq seed 0: 25 steps in a row skipped\nby the guard"),
-     r"error: deq seed 0: 25 steps in a row skipped by the guard \(a smaller --lr or another seed may help", 3),
+     r"error: deq seed 0: 25 steps in a row skipped by the guard \(lower the learning rate or raise the "
+     r"Jacobian regularisation, or try another seed; see the divergence guard in docs/robustness.md\)$", 3),
     (PermissionError(13, "Permission denied", "/some/file.json"),
      r"error: /some/file.json: Permission denied; check the paths given on the command line", 2),
 ])

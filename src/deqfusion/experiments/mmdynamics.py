@@ -135,7 +135,7 @@ def fixed(run: Run) -> dict:
     except CheckpointError as exc:
         raise UserError(str(exc)) from exc
     except TrainingDiverged as exc:
-        raise UserError(f"{run.label} seed {run.seed}: {exc}") from exc
+        raise TrainingDiverged(f"{run.label} seed {run.seed}: {exc}") from exc
     finally:
         if bar is not None:
             bar.close()

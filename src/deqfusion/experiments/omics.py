@@ -209,7 +209,7 @@ def fit_model(run: Run, model, train_cfg: FullBatchConfig, inputs, objective, ch
     except CheckpointError as exc:
         raise UserError(str(exc)) from exc
     except TrainingDiverged as exc:
-        raise UserError(f"{run.label} seed {run.seed}: {exc}") from exc
+        raise TrainingDiverged(f"{run.label} seed {run.seed}: {exc}") from exc
     finally:
         if bar is not None:
             bar.close()

@@ -58,6 +58,9 @@ EVENT_KINDS = ("nonfinite_loss", "forward_nonfinite", "forward_residual", "backw
 class TrainingDiverged(RunFailed, RuntimeError):
     """Training cannot continue: the loss or the weights became non-finite, or too many steps were skipped."""
 
+    hint = ("lower the learning rate or raise the Jacobian regularisation, or try another seed; see the divergence "
+            "guard in docs/robustness.md")
+
 
 @dataclass
 class GuardConfig:
@@ -276,8 +279,7 @@ class DivergenceGuard:
             if self.consecutive >= self.config.max_consecutive:
                 raise TrainingDiverged(
                     f"{self.consecutive} training steps in a row were skipped as divergent (last at "
-                    f"{where or f'step {self.steps}'}: {', '.join(reasons)}); lower the learning rate or raise "
-                    "the Jacobian regularisation"
+                    f"{where or f'step {self.steps}'}: {', '.join(reasons)})"
                 )
             return StepReport(False, loss, output, reasons, action, gnorm)
         optimizer.step()
