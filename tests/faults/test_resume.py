@@ -113,3 +113,24 @@ def test_mosi_features_resume_with_other_numerics_is_refused_and_writes_nothing(
     fails(_with(argv, "--threads", "2") + ["--resume"], r"last.pt was written by a run with other settings")
     assert _tree(out) == before and not (out / "config.json").exists()
     assert cli.main(argv + ["--resume"]) == 0
+
+
+def test_mmimdb_resume_with_other_numerics_is_refused_and_writes_nothing(tmp_path, fails):
+    from ..data.mmimdb_files import write_file
+
+    data = write_file(tmp_path / "imdb.hdf5", n_rows=120, mark_rows=False)
+    out = tmp_path / "run"
+    argv = ["mmimdb", "--data", str(data), "--out", str(out), "--fusion", "concat", "--seeds", "0", "--max-epochs",
+            "2", "--hidden", "16", "--batch-size", "32", "--no-progress", "--device", "cpu"]
+    assert cli.main(argv) == 0
+    assert json.loads((out / "config.json").read_text())["numerics"]["torch_threads"] == 1
+    torch.set_num_threads(2)  # as another OMP_NUM_THREADS would: the arithmetic changes
+    fails(argv + ["--resume"], r"--resume: the settings differ from .*config.json in \['numerics'\]")
+    (out / "config.json").unlink()
+    for result in out.rglob("result.json"):
+        result.unlink()
+    before = _tree(out)
+    fails(argv + ["--resume"], r"last.pt was written by a run with other settings")
+    assert _tree(out) == before and not (out / "config.json").exists()
+    torch.set_num_threads(1)
+    assert cli.main(argv + ["--resume"]) == 0

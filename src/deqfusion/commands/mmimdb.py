@@ -227,16 +227,26 @@ def run(args: argparse.Namespace) -> int:
     from ..training import distributed as ddp
 
     args.device = ddp.setup_from_env(args.device)
+    cfg_path = Path(args.out) / "config.json"
+    existed = cfg_path.is_file()
     try:
         return _run(args, ddp.is_main())
+    except UserError:
+        # a refusal (a checkpoint written with other settings) before any run finished: the config.json this
+        # call wrote goes again, so that the refused call leaves the folder as it was
+        if not existed and ddp.is_main() and not list(Path(args.out).rglob("result.json")):
+            cfg_path.unlink(missing_ok=True)
+        raise
     finally:
         ddp.cleanup()
 
 
 def _run(args: argparse.Namespace, main: bool) -> int:
+    from ..experiments.runner import numerics
     from ..training import distributed as ddp
 
     config = resolve_config(args)
+    config["numerics"] = numerics({"device": config["device"]})
     out = Path(args.out)
     _check_out_dir(out, config, args.resume)
     ddp.barrier()  # every process has checked the folder before rank 0 writes into it

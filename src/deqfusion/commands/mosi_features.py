@@ -128,7 +128,7 @@ def run(args) -> int:
 
 
 def _run(args, main: bool) -> int:
-    from ..experiments.runner import DegenerateRuns, environment
+    from ..experiments.runner import DegenerateRuns, numerics
     from ..fusion.registry import available_fusions
     from ..metrics.regression import regression_metrics
     from ..models.mosi_features import MosiFeatureModel
@@ -165,8 +165,7 @@ def _run(args, main: bool) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = _config(args)
-    env = environment({"device": args.device})
-    cfg["numerics"] = {k: env[k] for k in ("torch_threads", "world_size", "dtype", "device_type", "model_code")}
+    cfg["numerics"] = numerics({"device": args.device})
     cfg_path = out / "config.json"
     if cfg_path.is_file() and not args.resume:
         raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")

@@ -44,7 +44,7 @@ from ..training.results import markdown_table, mean_std, write_csv, write_json
 log = logging.getLogger(__name__)
 
 __all__ = ["Column", "Table", "Experiment", "Run", "LoadedRun", "register_experiment", "get_experiment",
-           "available_experiments", "run_experiment", "load_run", "environment", "fingerprint_of",
+           "available_experiments", "run_experiment", "load_run", "environment", "numerics", "fingerprint_of",
            "RESULT_KEYS"]
 
 #: keys every ``result.json`` holds (``None`` where an experiment has no such thing)
@@ -165,6 +165,13 @@ def environment(settings: dict) -> dict:
 
 
 _FINGERPRINT_ENV = ("torch_threads", "world_size", "dtype", "device_type", "model_code")
+
+
+def numerics(settings: dict) -> dict:
+    """The part of :func:`environment` that changes the arithmetic (and enters the fingerprint): for commands that
+    keep their own config, to record and compare on resume."""
+    env = environment(settings)
+    return {k: env[k] for k in _FINGERPRINT_ENV}
 
 
 def _jsonable(obj):
