@@ -213,6 +213,7 @@ def run_mosi(args, out: Path, plan: dict) -> list[dict]:
     import torch
 
     from ..data.mosi import load_mosi_features, standardize
+    from ..experiments.runner import numerics
     from ..models.mosi_features import MosiFeatureModel
     from ..training.minibatch import MinibatchTrainer, TrainerConfig
     from ..training.mosi_regression import feature_step_fn, metric_fn, parse_subset, split_tensors
@@ -223,6 +224,7 @@ def run_mosi(args, out: Path, plan: dict) -> list[dict]:
         torch.set_num_threads(args.threads)
     settings = {k: v for k, v in vars(ms).items() if k not in ("out", "resume", "fusion", "seeds", "subsets",
                                                                 "data_dir", "threads")}
+    settings["numerics"] = numerics({"device": ms.device})  # threads, world size, dtype, device type, model code
     data = load_mosi_features(args.data_dir)
     if getattr(ms, "split", "standard") == "bclstm":
         from ..data.mosi import resplit_by_source
