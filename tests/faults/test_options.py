@@ -2,6 +2,7 @@
 output folder is not created (nothing is written before the options are checked)."""
 
 import pytest
+import torch
 
 from deqfusion import cli
 
@@ -84,3 +85,14 @@ def test_malformed_invocations_end_in_argparse_usage_and_status_2(tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err) and err[-1].startswith(f"deqfusion {argv[0]}: error: ")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_device_that_is_not_there(shared_data_dir, tmp_path, fails):
+    base = ["mosi-features", "--data-dir", shared_data_dir, "--out", tmp_path / "o", "--epochs", "1", "--subsets",
+            "T"]
+    fails(base + ["--device", "nosuch"], r"--device 'nosuch' is not a torch device; pass cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        fails(base + ["--device", "cuda"], r"--device cuda was requested but CUDA is not available; pass --device cpu")
+    else:
+        fails(base + ["--device", f"cuda:{torch.cuda.device_count()}"], r"CUDA device\(s\) are visible")
+    assert not (tmp_path / "o").exists()

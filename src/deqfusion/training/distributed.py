@@ -76,14 +76,20 @@ def setup_from_env(device: str = "cpu", timeout_s: float = 600.0) -> str:
     Returns:
         The device this process should use.
     """
+    try:
+        kind = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise DistributedError(f"--device {device!r} is not a torch device; pass cpu, cuda or cuda:N") from None
+    cuda = kind.type == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise DistributedError(f"--device {device} was requested but CUDA is not available; pass --device cpu")
     n = int(os.environ.get("WORLD_SIZE", "1"))
     if n <= 1 or not dist.is_available():
+        if cuda and kind.index is not None and kind.index >= torch.cuda.device_count():
+            raise DistributedError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
         return device
-    cuda = str(device).startswith("cuda")
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if cuda:
-        if not torch.cuda.is_available():
-            raise DistributedError("--device cuda was requested but CUDA is not available; pass --device cpu")
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
     if not dist.is_initialized():
