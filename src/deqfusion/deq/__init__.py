@@ -2,10 +2,11 @@
 
 from .backward import DEQOutput, deq_forward, unrolled_forward
 from .jacobian import jac_frobenius_sq, spectral_radius
-from .result import BackwardStats, FusionInfo, SolverResult
+from .layer import DEQLayer
+from .result import BackwardStats, SolverResult
 from .solvers import SOLVERS, anderson, broyden, fixed_point_iter, get_solver, solve
 
 __all__ = [
-    "DEQOutput", "deq_forward", "unrolled_forward", "jac_frobenius_sq", "spectral_radius", "BackwardStats",
-    "FusionInfo", "SolverResult", "SOLVERS", "anderson", "broyden", "fixed_point_iter", "get_solver", "solve",
+    "DEQLayer", "DEQOutput", "deq_forward", "unrolled_forward", "jac_frobenius_sq", "spectral_radius", "BackwardStats",
+    "SolverResult", "SOLVERS", "anderson", "broyden", "fixed_point_iter", "get_solver", "solve",
 ]

@@ -4,6 +4,8 @@ from . import baselines as _baselines  # noqa: F401  (registers tensor, lowrank,
 from . import simple  # noqa: F401  (registers concat, sum)
 from .base import FusionModule
 from .deq_fusion import DEQFusion, UnrolledFusion
+from .info import FusionInfo
 from .registry import available_fusions, build_fusion, register_fusion
 
-__all__ = ["DEQFusion", "UnrolledFusion", "FusionModule", "available_fusions", "build_fusion", "register_fusion"]
+__all__ = ["DEQFusion", "UnrolledFusion", "FusionInfo", "FusionModule", "available_fusions", "build_fusion",
+           "register_fusion"]

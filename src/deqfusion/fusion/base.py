@@ -3,7 +3,7 @@
 A fusion module is called as ``fusion(inputs, mask=None)`` where ``inputs`` is a list (or tuple) of tensors,
 one per modality, or a dict keyed by modality name; entries may be ``None`` for a modality that is absent for
 the whole batch. ``mask`` is an optional ``(B, N)`` boolean tensor, True where modality ``i`` is present for
-sample ``b``. It returns ``(fused, info)`` with ``info`` a :class:`deqfusion.deq.result.FusionInfo`.
+sample ``b``. It returns ``(fused, info)`` with ``info`` a :class:`deqfusion.fusion.info.FusionInfo`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..deq.result import FusionInfo, zero_loss
+from ..deq.result import zero_loss
+from .info import FusionInfo
 
 __all__ = ["FusionModule", "FusionInfo", "check_inputs"]
 
@@ -103,6 +104,12 @@ def check_inputs(
         if not isinstance(mask, Tensor) or mask.shape != (batch, len(xs)):
             shape = tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__
             raise ValueError(f"mask must be a (batch, modalities) = ({batch}, {len(xs)}) tensor, got {shape}")
+        if mask.dtype != torch.bool:
+            if mask.is_floating_point() or mask.is_complex():
+                raise TypeError(f"mask must be a bool (or 0/1 integer) presence mask, got {mask.dtype}; a float mask "
+                                f"is not cast (0.5 would become 'present'): pass mask > 0 or mask.bool() as you mean")
+            if not bool(((mask == 0) | (mask == 1)).all()):
+                raise ValueError("an integer mask must hold only 0 (absent) and 1 (present)")
         mask = mask.to(device=first.device, dtype=torch.bool)
     if absent:
         if mask is None:

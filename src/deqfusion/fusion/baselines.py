@@ -29,8 +29,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..deq.result import FusionInfo
 from .base import FusionModule
+from .info import FusionInfo
 from .registry import register_fusion
 
 __all__ = ["TensorFusion", "LowRankTensorFusion", "MIMatrixFusion", "zero_impute"]

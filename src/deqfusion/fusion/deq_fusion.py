@@ -25,12 +25,11 @@ import torch
 from torch import Tensor, nn
 
 from ..deq import defaults as D
-from ..deq.backward import B_MODES, deq_forward, unrolled_forward
-from ..deq.jacobian import jac_frobenius_sq
-from ..deq.result import FusionInfo, SolverResult, zero_loss
+from ..deq.backward import unrolled_forward
+from ..deq.layer import DEQLayer
+from ..deq.result import SolverResult, zero_loss
 from ..deq.solvers import ACCEPTS_OUT
-from ..errors import DEQDivergenceError
-from .base import FusionModule
+from .base import FusionModule, check_inputs
 from .blocks import (
     FUSION_NORMS,
     PurifyFuseBlock,
@@ -41,6 +40,7 @@ from .blocks import (
     _sample_view,
     default_groups,
 )
+from .info import FusionInfo
 from .registry import register_fusion
 
 log = logging.getLogger(__name__)
@@ -165,12 +165,6 @@ class DEQFusion(FusionModule):
             raise ValueError(f"injection must be one of {INJECTIONS}, got {injection!r}")
         if fusion_norm not in FUSION_NORMS:
             raise ValueError(f"fusion_norm must be one of {FUSION_NORMS}, got {fusion_norm!r}")
-        if b_mode not in B_MODES:
-            raise ValueError(f"b_mode must be one of {B_MODES}, got {b_mode!r}")
-        if on_nonfinite not in ("raise", "return"):
-            raise ValueError(f"on_nonfinite must be 'raise' or 'return', got {on_nonfinite!r}")
-        if jac_n_probes < 0:
-            raise ValueError(f"jac_n_probes must be >= 0, got {jac_n_probes}")
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
         groups = default_groups(out_dim) if groups is None else int(groups)
@@ -189,15 +183,13 @@ class DEQFusion(FusionModule):
             self.register_parameter("inj_bias", None)
         self.blocks = UnimodalBlocks(n, out_dim, groups) if self.unimodal else None
         self.fusion = PurifyFuseBlock(out_dim, fusion_groups or groups, fusion_norm, gate_activation, purify)
-        self.solver_config = dict(
-            f_solver=f_solver, f_max_iter=int(f_max_iter), f_tol=float(f_tol), f_stop_mode=f_stop_mode,
-            b_mode=b_mode, b_solver=b_solver, b_max_iter=int(b_max_iter), b_tol=float(b_tol),
-            b_stop_mode=b_stop_mode, phantom_steps=int(phantom_steps), phantom_tau=float(phantom_tau),
+        #: the fixed-point machinery: solver, backward mode, non-finite policy, Jacobian probes, warm start
+        self.deq = DEQLayer(
+            f_solver=f_solver, f_max_iter=f_max_iter, f_tol=f_tol, f_stop_mode=f_stop_mode, b_mode=b_mode,
+            b_solver=b_solver, b_max_iter=b_max_iter, b_tol=b_tol, b_stop_mode=b_stop_mode,
+            phantom_steps=phantom_steps, phantom_tau=phantom_tau, jac_n_probes=jac_n_probes, jac_in_eval=jac_in_eval,
+            anderson_m=anderson_m, anderson_lam=anderson_lam, anderson_beta=anderson_beta, on_nonfinite=on_nonfinite,
         )
-        self.anderson_kwargs = dict(m=int(anderson_m), lam=float(anderson_lam), beta=float(anderson_beta))
-        self.jac_n_probes = int(jac_n_probes)
-        self.jac_in_eval = bool(jac_in_eval)
-        self.on_nonfinite = on_nonfinite
         self.init = init
         if init == "contractive":
             self.contractive_init_()
@@ -300,34 +292,81 @@ class DEQFusion(FusionModule):
         slots = self.num_modalities + 1 if self.unimodal else 1
         return x_fuse.new_zeros((x_fuse.shape[0], slots) + tuple(x_fuse.shape[1:]))
 
+    # ------------------------------------------------------------------ options (held by the DEQ layer)
+    @property
+    def solver_config(self) -> dict:
+        """The solver and backward options (a copy; change them with ``self.deq.set_options`` or, for a block of
+        code, ``with self.deq.override(...)``)."""
+        return self.deq.solver_config
+
+    @property
+    def anderson_kwargs(self) -> dict:
+        return self.deq.anderson_kwargs
+
+    @property
+    def jac_n_probes(self) -> int:
+        return self.deq.jac_n_probes
+
+    @property
+    def jac_in_eval(self) -> bool:
+        return self.deq.jac_in_eval
+
+    @property
+    def on_nonfinite(self) -> str:
+        return self.deq.on_nonfinite
+
+    @on_nonfinite.setter
+    def on_nonfinite(self, value: str) -> None:
+        self.deq.set_options(on_nonfinite=value)
+
+    def enable_warm_start(self, num_samples: int, in_eval: bool = False):
+        """Start each sample's solve from its last fixed point; the forward pass then takes ``sample_ids`` (the
+        samples' indices in the data set, ``0 .. num_samples - 1``). See :class:`~deqfusion.deq.layer.DEQLayer`."""
+        return self.deq.enable_warm_start(num_samples, in_eval)
+
     # ------------------------------------------------------------------ forward
-    def fuse(self, xs, mask) -> tuple[Tensor, FusionInfo]:
+    # torch.compile of a model that holds this module compiles around it: the solver loop is data-dependent
+    # (per-sample stopping) and the Jacobian penalty needs a double backward, which compiled graphs do not support
+    @torch.compiler.disable
+    def forward(self, inputs, mask: Tensor | None = None, *, z0: Tensor | None = None,
+                sample_ids: Tensor | None = None) -> tuple[Tensor, FusionInfo]:
+        """Fuse ``inputs`` (see the class docstring).
+
+        Args:
+            z0: optional start of the solve, ``(B, S, d[, L])`` with ``S = N + 1`` slots (1 without per-modality
+                blocks), e.g. ``info.forward.z`` of an earlier call; default zeros. The gradient does not depend
+                on it (implicit backward).
+            sample_ids: ``(B,)`` indices of the samples in the data set, for the warm-start cache
+                (:meth:`enable_warm_start`).
+        """
+        xs, mask = check_inputs(inputs, self.names, self.in_dims, mask, self.feature_dims)
+        self._check_dtype(xs)
+        return self.fuse(xs, mask, z0=z0, sample_ids=sample_ids)
+
+    def _check_dtype(self, xs: list[Tensor | None]) -> None:
+        x = next(t for t in xs if t is not None)
+        if x.dtype in (torch.float16, torch.bfloat16):
+            raise TypeError(f"DEQFusion solves in float32 or float64, got {x.dtype} inputs: the solver's residuals "
+                            f"and small least-squares solves lose their accuracy in half precision. Run the fusion "
+                            f"in float32 (cast its inputs with .float(), or leave it outside torch.autocast)")
+        p = next(self.parameters())
+        if p.dtype != x.dtype:
+            raise TypeError(f"the inputs are {x.dtype} but DEQFusion's parameters are {p.dtype}; cast one to the "
+                            f"other (module.to({x.dtype}) or inputs .to({p.dtype}))")
+
+    def fuse(self, xs, mask, *, z0: Tensor | None = None, sample_ids: Tensor | None = None
+             ) -> tuple[Tensor, FusionInfo]:
         x, x_fuse, mask_nb = self.inject(xs, mask)
         f = self.make_map(x, x_fuse, mask_nb)
-        z0 = self.initial_state(x_fuse)
-        out = deq_forward(
-            f, z0, **self.solver_config,
-            f_solver_kwargs=self._solver_kwargs(self.solver_config["f_solver"]),
-            b_solver_kwargs=self._solver_kwargs(self.solver_config["b_solver"]),
-        )
-        self._check_finite(out.forward)
-        want_jac = self.jac_n_probes > 0 and out.fz is not None and (self.training or self.jac_in_eval)
-        jac = jac_frobenius_sq(out.fz, out.z_leaf, self.jac_n_probes) if want_jac else zero_loss(x_fuse)
-        info = FusionInfo(jac_loss=jac, forward=out.forward, backward=out.backward)
+        start = self.initial_state(x_fuse)
+        if z0 is not None:
+            if not isinstance(z0, Tensor) or z0.shape != start.shape:
+                shape = tuple(z0.shape) if isinstance(z0, Tensor) else type(z0).__name__
+                raise ValueError(f"z0 must be a tensor of the state's shape {tuple(start.shape)}, got {shape}")
+            start = z0.detach().to(dtype=start.dtype, device=start.device)
+        out = self.deq(f, start, sample_ids=sample_ids)
+        info = FusionInfo(jac_loss=out.jac_loss, forward=out.forward, backward=out.backward)
         return out.z[:, -1], info
-
-    def _solver_kwargs(self, name: str) -> dict:
-        return dict(self.anderson_kwargs) if name == "anderson" else {}
-
-    def _check_finite(self, res: SolverResult) -> None:
-        if res.status != "nonfinite":
-            return
-        n_bad = int(res.nonfinite.sum())
-        msg = (f"DEQ fusion forward solve met non-finite values in {n_bad} of {res.nonfinite.numel()} samples "
-               f"after {res.nstep} steps")
-        if self.on_nonfinite == "raise":
-            raise DEQDivergenceError(msg)
-        log.warning("%s; returning the lowest-residual finite iterates", msg)
 
     def extra_repr(self) -> str:
         c = self.solver_config
@@ -367,7 +406,11 @@ class UnrolledFusion(DEQFusion):
         super().__init__(in_dims, out_dim, names, **kwargs)
         self.unrolled_steps = int(unrolled_steps)
 
-    def fuse(self, xs, mask) -> tuple[Tensor, FusionInfo]:
+    def fuse(self, xs, mask, *, z0: Tensor | None = None, sample_ids: Tensor | None = None
+             ) -> tuple[Tensor, FusionInfo]:
+        if z0 is not None or sample_ids is not None:
+            raise ValueError("UnrolledFusion always starts from zeros (its output depends on the start); z0 and "
+                             "sample_ids apply to DEQFusion only")
         x, x_fuse, mask_nb = self.inject(xs, mask)
         f = self.make_map(x, x_fuse, mask_nb)
         z, rel_trace = unrolled_forward(f, self.initial_state(x_fuse), self.unrolled_steps)
@@ -379,7 +422,7 @@ class UnrolledFusion(DEQFusion):
             converged=torch.zeros_like(last, dtype=torch.bool), nonfinite=nonfinite,
             status="nonfinite" if bool(nonfinite.any()) else "unrolled", solver="unrolled",
         )
-        self._check_finite(res)
+        self.deq.check_finite(res, "unrolled fusion")
         return z[:, -1], FusionInfo(jac_loss=zero_loss(x_fuse), forward=res)
 
     def extra_repr(self) -> str:

@@ -32,8 +32,9 @@ import torch
 from torch import Tensor, nn
 
 from .. import fusion as _fusion  # noqa: F401  (registers the fusions)
-from ..deq.result import FusionInfo, zero_loss
+from ..deq.result import zero_loss
 from ..errors import UserError
+from ..fusion.info import FusionInfo
 from ..fusion.registry import build_fusion
 
 MAP_FUSIONS_BUILTIN = ("cmbert",)

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..deq.result import FusionInfo, zero_loss
+from ..deq.result import zero_loss
+from ..fusion.info import FusionInfo
 from ..fusion.registry import available_fusions, build_fusion
 from .maxout import MaxoutMLP
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import fusion as _fusions  # noqa: F401  (registers the fusions)
-from ..deq.result import FusionInfo
+from ..fusion.info import FusionInfo
 from ..fusion.registry import build_fusion
 from ..metrics.classification import classification_metrics
 

@@ -5,8 +5,9 @@ the implicit backward fails, or the loss/gradients become non-finite. :class:`Di
 step (forward, loss, backward, clipping, optimiser step) and checks, before the optimiser step:
 
 * the loss is finite;
-* every DEQ fusion called in the step (found by forward hooks on its :class:`~deqfusion.fusion.deq_fusion.DEQFusion`
-  modules) reports a finite forward solve and, when it ran an implicit backward, a finite adjoint solve;
+* every DEQ layer called in the step (found by forward hooks on the model's :class:`~deqfusion.deq.layer.DEQLayer`
+  modules, which every DEQ fusion holds) reports a finite forward solve and, when it ran an implicit backward, a
+  finite adjoint solve;
 * optionally, the largest per-sample relative residual of those solves is at most ``max_residual``;
 * the gradient norm is finite.
 
@@ -42,6 +43,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ..deq.backward import DEQOutput
+from ..deq.layer import DEQLayer
 from ..errors import RunFailed
 
 log = logging.getLogger(__name__)
@@ -114,10 +117,8 @@ class StepReport:
     grad_norm: float = math.nan
 
 
-def _deq_modules(model: nn.Module) -> list[nn.Module]:
-    from ..fusion.deq_fusion import DEQFusion
-
-    return [m for m in model.modules() if isinstance(m, DEQFusion)]
+def _deq_modules(model: nn.Module) -> list[DEQLayer]:
+    return [m for m in model.modules() if isinstance(m, DEQLayer)]
 
 
 def _any_across_processes(flag: bool, device: torch.device) -> bool:
@@ -164,8 +165,8 @@ class DivergenceGuard:
 
     # ---------------------------------------------------------------------------------------------- hooks
     def _capture(self, module, inputs, output) -> None:
-        if self._recording and isinstance(output, tuple) and len(output) == 2:
-            self._infos.append(output[1])
+        if self._recording and isinstance(output, DEQOutput):
+            self._infos.append(output)
 
     def close(self) -> None:
         """Remove the forward hooks."""
@@ -175,22 +176,19 @@ class DivergenceGuard:
 
     @contextlib.contextmanager
     def _recording_step(self, phantom: bool):
-        saved = [(m.on_nonfinite, dict(m.solver_config)) for m in self.deq_modules]
-        for m in self.deq_modules:
-            m.on_nonfinite = "return"
-            if phantom:
-                m.solver_config.update(b_mode="phantom", phantom_steps=self.config.phantom_steps,
-                                       phantom_tau=self.config.phantom_tau)
-        self._infos = []
-        self._recording = True
-        try:
-            yield
-        finally:
-            self._recording = False
-            for m, (onf, sc) in zip(self.deq_modules, saved):
-                m.on_nonfinite = onf
-                m.solver_config.clear()
-                m.solver_config.update(sc)
+        changes: dict = {"on_nonfinite": "return"}
+        if phantom:
+            changes.update(b_mode="phantom", phantom_steps=self.config.phantom_steps,
+                           phantom_tau=self.config.phantom_tau)
+        with contextlib.ExitStack() as stack:
+            for m in self.deq_modules:
+                stack.enter_context(m.override(**changes))
+            self._infos = []
+            self._recording = True
+            try:
+                yield
+            finally:
+                self._recording = False
 
     # ----------------------------------------------------------------------------------------- checking
     def _forward_reasons(self, loss: Tensor, check_residual: bool) -> list[str]:
