@@ -113,6 +113,8 @@ class DEQLayer(nn.Module):
             raise TypeError(f"unknown DEQ option(s) {unknown}; the options are {sorted(OPTIONS)}")
         self._options = _checked({**OPTIONS, **options})
         self.cache: FixedPointCache | None = None
+        #: how messages name this layer (an owner may set it, e.g. "DEQ fusion")
+        self.label = "DEQ"
         self.register_load_state_dict_pre_hook(self._drop_cache_on_load)
 
     # ------------------------------------------------------------------------------------------- options
@@ -222,7 +224,8 @@ class DEQLayer(nn.Module):
         if res.status != "nonfinite":
             return
         n_bad = int(res.nonfinite.sum())
-        msg = f"DEQ {what} met non-finite values in {n_bad} of {res.nonfinite.numel()} samples after {res.nstep} steps"
+        msg = (f"{self.label} {what} met non-finite values in {n_bad} of {res.nonfinite.numel()} samples after "
+               f"{res.nstep} steps")
         if self._options["on_nonfinite"] == "raise":
             raise DEQDivergenceError(msg)
         out = res.fz if output is None else output.detach()

@@ -52,6 +52,11 @@ INITS = ("contractive", "reference")
 UNIMODAL_GAIN = 0.25
 
 
+@torch.compiler.disable
+def _run_eagerly(fn, *args):
+    return fn(*args)
+
+
 class _Projection(nn.Module):
     """Per-modality channel projection ``in_dim -> out_dim`` (Linear on vectors, 1x1 conv on sequences)."""
 
@@ -190,6 +195,7 @@ class DEQFusion(FusionModule):
             phantom_steps=phantom_steps, phantom_tau=phantom_tau, jac_n_probes=jac_n_probes, jac_in_eval=jac_in_eval,
             anderson_m=anderson_m, anderson_lam=anderson_lam, anderson_beta=anderson_beta, on_nonfinite=on_nonfinite,
         )
+        self.deq.label = "DEQ fusion"
         self.init = init
         if init == "contractive":
             self.contractive_init_()
@@ -325,9 +331,6 @@ class DEQFusion(FusionModule):
         return self.deq.enable_warm_start(num_samples, in_eval)
 
     # ------------------------------------------------------------------ forward
-    # torch.compile of a model that holds this module compiles around it: the solver loop is data-dependent
-    # (per-sample stopping) and the Jacobian penalty needs a double backward, which compiled graphs do not support
-    @torch.compiler.disable
     def forward(self, inputs, mask: Tensor | None = None, *, z0: Tensor | None = None,
                 sample_ids: Tensor | None = None) -> tuple[Tensor, FusionInfo]:
         """Fuse ``inputs`` (see the class docstring).
@@ -339,6 +342,14 @@ class DEQFusion(FusionModule):
             sample_ids: ``(B,)`` indices of the samples in the data set, for the warm-start cache
                 (:meth:`enable_warm_start`).
         """
+        if torch.compiler.is_compiling():
+            # torch.compile of a model that holds this module compiles around it: the solver loop is data-dependent
+            # (per-sample stopping) and the Jacobian penalty needs a double backward, which compiled graphs do not
+            # support. (Only while compiling: a disabled region in eager code breaks DistributedDataParallel.)
+            return _run_eagerly(self._forward, inputs, mask, z0, sample_ids)
+        return self._forward(inputs, mask, z0, sample_ids)
+
+    def _forward(self, inputs, mask, z0, sample_ids) -> tuple[Tensor, FusionInfo]:
         xs, mask = check_inputs(inputs, self.names, self.in_dims, mask, self.feature_dims)
         self._check_dtype(xs)
         return self.fuse(xs, mask, z0=z0, sample_ids=sample_ids)
@@ -422,7 +433,7 @@ class UnrolledFusion(DEQFusion):
             converged=torch.zeros_like(last, dtype=torch.bool), nonfinite=nonfinite,
             status="nonfinite" if bool(nonfinite.any()) else "unrolled", solver="unrolled",
         )
-        self.deq.check_finite(res, "unrolled fusion")
+        self.deq.check_finite(res)
         return z[:, -1], FusionInfo(jac_loss=zero_loss(x_fuse), forward=res)
 
     def extra_repr(self) -> str:
