@@ -52,9 +52,10 @@ INITS = ("contractive", "reference")
 UNIMODAL_GAIN = 0.25
 
 
-@torch.compiler.disable
 def _run_eagerly(fn, *args):
-    return fn(*args)
+    # wrapped on use: torch.compiler.disable imports torch._dynamo, whose import alone made DistributedDataParallel
+    # processes hang at exit
+    return torch.compiler.disable(fn)(*args)
 
 
 class _Projection(nn.Module):
@@ -345,7 +346,7 @@ class DEQFusion(FusionModule):
         if torch.compiler.is_compiling():
             # torch.compile of a model that holds this module compiles around it: the solver loop is data-dependent
             # (per-sample stopping) and the Jacobian penalty needs a double backward, which compiled graphs do not
-            # support. (Only while compiling: a disabled region in eager code breaks DistributedDataParallel.)
+            # support.
             return _run_eagerly(self._forward, inputs, mask, z0, sample_ids)
         return self._forward(inputs, mask, z0, sample_ids)
 
