@@ -42,7 +42,7 @@ def test_jacobian_penalty_in_training_only():
     layer = DEQLayer(jac_n_probes=2)
     torch.manual_seed(0)
     out = layer(f, torch.zeros_like(x))
-    assert out.jac_loss.requires_grad and float(out.jac_loss) > 0
+    assert out.jac_loss.requires_grad and float(out.jac_loss.detach()) > 0
     layer.eval()
     assert float(layer(f, torch.zeros_like(x)).jac_loss) == 0.0
     layer.set_options(jac_in_eval=True)
