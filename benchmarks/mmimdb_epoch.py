@@ -78,14 +78,15 @@ def _sync(device: torch.device) -> None:
 
 def _setup(spec: str, train: dict, dev: torch.device, lambda_jac: float, seed: int):
     """Model, optimiser and a one-batch training function of the ``deqfusion mmimdb`` harness."""
-    from deqfusion.commands.mmimdb import parse_fusion_spec
-    from deqfusion.models.mmimdb import EARLY, build_mmimdb_model, mmimdb_fusion_options, mmimdb_step_fn
+    from deqfusion.experiments.fusion_spec import resolve_fusion_spec
+    from deqfusion.experiments.mmimdb import OTHERS, PRESETS
+    from deqfusion.models.mmimdb import EARLY, build_mmimdb_model, mmimdb_step_fn
     from deqfusion.training.minibatch import param_groups
     from deqfusion.training.seed import seed_everything
 
-    label, name, options = parse_fusion_spec(spec)
+    resolved = resolve_fusion_spec(spec, PRESETS, OTHERS)
+    label, name, options = resolved["label"], resolved["fusion"], resolved["options"]
     seed_everything(seed, deterministic=False)
-    options = mmimdb_fusion_options(name, options)
     model = build_mmimdb_model(name, fusion_options=options).to(dev)
     groups = param_groups(model, 1e-3, 1e-2, {"fusion": 1e-4} if name != EARLY else {})
     opt = torch.optim.AdamW(groups, lr=1e-3, weight_decay=1e-2)
@@ -129,8 +130,8 @@ def time_interleaved(specs: list[str], data: Path, device: str, batch_size: int,
             if r > 0:
                 wall[i] += time.perf_counter() - t0
                 cpu[i] += time.process_time() - c0
-                if "fwd_steps" in out.logs:
-                    steps[i].append(float(out.logs["fwd_steps"]))
+                if "solver_steps" in out.logs:
+                    steps[i].append(float(out.logs["solver_steps"]))
     n_batches = (n + batch_size - 1) // batch_size
     rows = []
     for i, (_, info) in enumerate(runs):
@@ -168,8 +169,8 @@ def time_method(spec: str, data: Path, device: str, batch_size: int, warmup: int
         out = one(idx)
         done_samples += idx.numel()
         done_batches += 1
-        if "fwd_steps" in out.logs:
-            fwd_steps.append(float(out.logs["fwd_steps"]))
+        if "solver_steps" in out.logs:
+            fwd_steps.append(float(out.logs["solver_steps"]))
         if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
             break
     _sync(dev)

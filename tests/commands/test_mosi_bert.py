@@ -70,7 +70,7 @@ def test_mosi_bert_deq(tmp_path):
         pickle.dump(tuple(a[:, :10] for a in arrays), fh)
     assert main(argv) == 0
     res = json.loads((out / "runs" / "deq" / "seed0" / "result.json").read_text())
-    assert res["history"][0]["train_f_nstep"] > 0 and np.isfinite(res["test"]["mae"])
+    assert res["history"][0]["train_solver_steps"] > 0 and np.isfinite(res["test"]["mae"])
 
 
 def test_mosi_bert_misaligned_audio(tmp_path, capsys):

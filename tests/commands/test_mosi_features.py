@@ -30,7 +30,7 @@ def test_command_runs_writes_results_and_resumes(shared_data_dir, tmp_path, caps
     assert "| T+A+V | deq |" in md and "clean part of the test split" in md
     res = json.loads((out / "runs" / "TAV__deq" / "seed1" / "result.json").read_text())
     assert res["test"]["n"] == 684 and res["test_clean"]["n"] == cfg["data"]["clean_test_count"]
-    assert res["history"][0]["train_f_nstep"] > 0
+    assert res["history"][0]["train_solver_steps"] > 0
 
     # the same folder again: refused without --resume; with it, finished runs are reused unchanged
     assert main(argv) == 2

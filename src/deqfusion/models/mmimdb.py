@@ -19,21 +19,10 @@ from ..fusion.registry import available_fusions, build_fusion
 from .maxout import MaxoutMLP
 
 __all__ = ["MMIMDBModel", "EarlyFusionModel", "build_mmimdb_model", "mmimdb_model_names", "EARLY",
-           "MMIMDB_FUSION_DEFAULTS", "mmimdb_fusion_options", "mmimdb_step_fn"]
+           "mmimdb_step_fn"]
 
 EARLY = "early"
 MODALITIES = ("text", "image")
-
-#: fusion options of the MM-IMDB experiment where they differ from the library defaults: the reference's
-#: MM-IMDB copy of the fusion block normalises before the ReLU (``ReLU(GN(u))``). On generated data of the
-#: real layout it also cut the forward solve from 43-105 steps (often the whole budget) to 21-32 (docs/mmimdb.md).
-MMIMDB_FUSION_DEFAULTS = {"deq": {"fusion_norm": "gn_relu"}, "unrolled": {"fusion_norm": "gn_relu"}}
-
-
-def mmimdb_fusion_options(fusion: str, options: dict | None = None) -> dict:
-    """The options the MM-IMDB experiment builds ``fusion`` with: its defaults, overridden by ``options``."""
-    return {**MMIMDB_FUSION_DEFAULTS.get(fusion, {}), **(options or {})}
-
 
 def mmimdb_model_names() -> list[str]:
     """``"early"`` and every registered fusion name."""
@@ -135,8 +124,8 @@ def mmimdb_step_fn(lambda_jac: float = 0.1):
         loss = bce + lambda_jac * info.jac_loss if lambda_jac else bce
         logs = {"bce": bce.detach(), "jac_loss": info.jac_loss.detach()}
         if info.forward is not None:
-            logs["fwd_steps"] = float(info.forward.nstep)
-            logs["fwd_rel_residual"] = info.forward.rel_residual.detach().float().mean()
+            logs["solver_steps"] = float(info.forward.nstep)
+            logs["solver_rel_residual"] = info.forward.rel_residual.detach().float().mean()
         return StepOutput(loss=loss, predictions=logits, targets=labels, logs=logs)
 
     return step

@@ -20,7 +20,7 @@ Data
 ``metric_fn(predictions, targets) -> dict[str, float]``
     Scores a whole split from the concatenated (CPU) predictions and targets. The trainer adds ``"loss"``
     (the mean of ``step_fn``'s loss), so ``select_metric="loss", select_mode="min"`` needs no metric of its
-    own.
+    own, and the means of the step's ``logs`` over the split (e.g. ``solver_steps``).
 
 :class:`TrainerConfig`
     Epochs, batch sizes, AdamW learning rate and weight decay, ``group_lrs`` (submodule name prefix ->
@@ -30,13 +30,13 @@ Data
     shuffling seed, device, progress bars.
 
 :class:`MinibatchTrainer`
-    ``MinibatchTrainer(model, step_fn, metric_fn, config, out_dir=None, fingerprint=None)``, then
-    ``result = trainer.fit(train, valid, test=None, resume=False)``. With ``out_dir`` it writes
-    ``last.pt`` (everything needed to resume exactly: model, optimizer, scheduler, RNG states, shuffling
-    generator, history, early-stopping state) after every epoch and ``best.pt`` (the selected model) whenever
-    the selection metric improves, both atomically. ``resume=True`` continues from ``last.pt``; a finished run
-    returns its stored result. ``fingerprint`` (any JSON-like value, e.g. the resolved config) is stored and
-    must match on resume.
+    ``MinibatchTrainer(model, step_fn, metric_fn, config, out_dir=None, fingerprint=None,
+    checkpoint_name="last.pt")``, then ``result = trainer.fit(train, valid, test=None, resume=False)``. With
+    ``out_dir`` it writes ``checkpoint_name`` (everything needed to resume exactly: model, optimizer, scheduler,
+    RNG states, shuffling generator, history, early-stopping state) after every epoch and ``best.pt`` (the
+    selected model) whenever the selection metric improves, both atomically. ``resume=True`` continues from the
+    checkpoint; a finished run returns its stored result. ``fingerprint`` (any JSON-like value, e.g. the resolved
+    config) is stored and must match on resume.
 
 Result (a JSON-friendly dict)
     ``best_epoch``, ``epochs_run``, ``stopped_early``, ``valid`` (metrics of the selected epoch), ``test``
@@ -233,7 +233,7 @@ class MinibatchTrainer:
 
     def __init__(self, model: nn.Module, step_fn: Callable[[nn.Module, dict, bool], StepOutput],
                  metric_fn: Callable[[Tensor, Tensor], dict] | None, config: TrainerConfig,
-                 out_dir: str | Path | None = None, fingerprint=None):
+                 out_dir: str | Path | None = None, fingerprint=None, checkpoint_name: str = "last.pt"):
         self.config = config
         self.device = torch.device(config.device)
         self.model = model.to(self.device)
@@ -241,6 +241,7 @@ class MinibatchTrainer:
         self.metric_fn = metric_fn
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.fingerprint = fingerprint
+        self.checkpoint_name = checkpoint_name
         self.optimizer = torch.optim.AdamW(
             param_groups(model, config.lr, config.weight_decay, config.group_lrs), lr=config.lr,
             betas=tuple(config.betas), weight_decay=config.weight_decay,
@@ -265,7 +266,7 @@ class MinibatchTrainer:
         cfg = self.config
         n = split_size(split, desc)
         self.model.eval()
-        preds, targets = [], []
+        preds, targets, log_sums = [], [], {}
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         _sync(self.device)
         t0 = time.perf_counter()
@@ -280,17 +281,25 @@ class MinibatchTrainer:
             out = self.step_fn(self.model, batch, False)
             bs = out.predictions.shape[0]
             loss_sum += out.loss.detach().double() * bs
+            for k, v in out.logs.items():
+                v = v.detach().double() if isinstance(v, Tensor) else _scalar(v)
+                log_sums[k] = log_sums.get(k, 0) + v.to(self.device) * bs
             preds.append(out.predictions.detach().float())
             targets.append(out.targets.detach())
         _sync(self.device)
         seconds = time.perf_counter() - t0
+        keys = sorted(log_sums)
         if self.world_size > 1:
             loss_sum = ddp.all_reduce_sum(loss_sum)
+            if keys:
+                log_sums = dict(zip(keys, ddp.all_reduce_sum(torch.stack([log_sums[k] for k in keys]))))
             preds = [ddp.gather_rows(torch.cat(preds))]
             targets = [ddp.gather_rows(torch.cat(targets))]
         metrics = {"loss": float(loss_sum) / n}
         if self.metric_fn is not None:
             metrics.update(self.metric_fn(torch.cat(preds).cpu(), torch.cat(targets).cpu()))
+        for k in keys:  # the step's logs (e.g. solver steps), averaged over the split
+            metrics.setdefault(k, float(log_sums[k]) / n)
         return metrics, seconds
 
     # ------------------------------------------------------------------------------------------- training
@@ -385,7 +394,7 @@ class MinibatchTrainer:
         state = {"epoch": 0, "best_value": None, "best_epoch": 0, "bad_epochs": 0, "history": [],
                  "train_time_s": 0.0, "train_samples": 0, "eval_time_s": 0.0, "eval_samples": 0}
         best_in_memory = None
-        last_path = self.out_dir / "last.pt" if self.out_dir is not None else None
+        last_path = self.out_dir / self.checkpoint_name if self.out_dir is not None else None
         if resume and last_path is not None and last_path.is_file():
             ckpt = load_checkpoint(last_path, map_location=self.device)
             if self.fingerprint is not None and ckpt.get("fingerprint") != self.fingerprint:
@@ -501,7 +510,7 @@ class MinibatchTrainer:
         per_rank = ddp.all_gather_objects(rng_state())  # collective: every process calls this
         if self.rank != 0:
             return
-        save_checkpoint(self.out_dir / "last.pt", {
+        save_checkpoint(self.out_dir / self.checkpoint_name, {
             "rng_per_rank": per_rank,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),

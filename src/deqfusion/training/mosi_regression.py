@@ -54,8 +54,8 @@ def split_tensors(split: MosiSplit, modalities: Sequence[str]) -> dict[str, Tens
 def _logs(info) -> dict:
     logs = {"jac_loss": info.jac_loss.detach()}
     if info.forward is not None:
-        logs["f_nstep"] = float(info.forward.nstep)
-        logs["f_rel_residual"] = float(info.forward.rel_residual.mean())
+        logs["solver_steps"] = float(info.forward.nstep)
+        logs["solver_rel_residual"] = float(info.forward.rel_residual.mean())
     return logs
 
 
@@ -64,7 +64,7 @@ def _step_output(task, pred: Tensor, y: Tensor, info, lambda_jac: float, trainin
     total = task(pred, y)
     if training and lambda_jac:
         total = total + lambda_jac * info.jac_loss
-    return StepOutput(total, pred.detach(), y, _logs(info) if training else {})
+    return StepOutput(total, pred.detach(), y, _logs(info))
 
 
 def feature_step_fn(modalities: Sequence[str], lambda_jac: float = 0.01, loss: str = "l1"):
