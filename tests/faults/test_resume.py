@@ -123,14 +123,14 @@ def test_mmimdb_resume_with_other_numerics_is_refused_and_writes_nothing(tmp_pat
     argv = ["mmimdb", "--data", str(data), "--out", str(out), "--fusion", "concat", "--seeds", "0", "--max-epochs",
             "2", "--hidden", "16", "--batch-size", "32", "--no-progress", "--device", "cpu"]
     assert cli.main(argv) == 0
-    assert json.loads((out / "config.json").read_text())["numerics"]["torch_threads"] == 1
+    assert json.loads((out / "config.json").read_text())["environment"]["torch_threads"] == 1
     torch.set_num_threads(2)  # as another OMP_NUM_THREADS would: the arithmetic changes
-    fails(argv + ["--resume"], r"--resume: the settings differ from .*config.json in \['numerics'\]")
+    fails(argv + ["--resume"], r"config.json was written with other settings \(environment.torch_threads\)")
     (out / "config.json").unlink()
     for result in out.rglob("result.json"):
         result.unlink()
     before = _tree(out)
-    fails(argv + ["--resume"], r"last.pt was written by a run with other settings")
+    fails(argv + ["--resume"], r"checkpoint.pt was written by a run with other settings")
     assert _tree(out) == before and not (out / "config.json").exists()
     torch.set_num_threads(1)
     assert cli.main(argv + ["--resume"]) == 0
