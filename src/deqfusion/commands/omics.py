@@ -95,7 +95,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"{', '.join(experiment.presets())} or any registered fusion (default deq)",
     )
     g.add_argument("--hidden", type=int, default=None,
-                   help="encoder / fusion width (default 500; ROSMAP used 300 before tuning round 3)")
+                   help="encoder / fusion width (default 500)")
     g.add_argument("--dropout", type=float, default=0.5)
     g.add_argument(
         "--feature-norm",
