@@ -71,7 +71,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--loss", choices=["l1", "mse"], default="l1")
     p.add_argument("--select", default="mae", help="dev metric for epoch selection (mae, loss, corr, ...)")
-    p.add_argument("--lambda-jac", type=float, default=0.01, help="weight of the DEQ Jacobian regulariser")
+    p.add_argument("--lambda-jac", type=float, default=D.JAC_LOSS_WEIGHT,
+                   help="weight of the DEQ Jacobian regulariser (default: the library's recommended weight)")
     p.add_argument("--f-max-iter", type=int, default=D.F_MAX_ITER, help="DEQ forward solver budget")
     p.add_argument("--f-tol", type=float, default=D.F_TOL)
     p.add_argument("--b-mode", choices=["implicit", "phantom"], default=D.B_MODE)
