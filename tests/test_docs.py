@@ -4,6 +4,7 @@ the usage page and the README match the signature of ``DEQFusion``."""
 
 import inspect
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -122,13 +123,13 @@ def _example_namespace() -> dict:
             "w": w, "f": lambda z: torch.tanh(z @ w + 1.0), "z0": torch.zeros(3, 16)}
 
 
-@pytest.mark.parametrize("page", ["README.md", "docs/usage.md", "docs/deq.md"])
+@pytest.mark.parametrize("page", ["README.md", "docs/usage.md", "docs/deq.md", "docs/adding-a-dataset.md"])
 def test_page_code_runs(page):
     """A page's Python blocks run in order as written, given inputs of the shapes they state."""
     import torch
 
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), re.S)
-    assert len(blocks) >= 2
+    assert len(blocks) >= (1 if page == "docs/adding-a-dataset.md" else 2)
     ns = _example_namespace()
     if page == "docs/deq.md":
         ns["criterion"] = lambda z: z.square().sum()
@@ -139,6 +140,11 @@ def test_page_code_runs(page):
     if page == "docs/deq.md":
         assert ns["w"].grad is not None and torch.isfinite(ns["w"].grad).all()
         assert ns["reg"].requires_grad and ns["rho"].shape == (3,) and bool((ns["rho"] < 1).all())
+    if page == "docs/adding-a-dataset.md":
+        out = Path(ns["out"])
+        assert (out / "config.json").is_file() and len(list(out.rglob("result.json"))) == 6
+        assert "points: test accuracy" in ns["result"]["tables"]
+        shutil.rmtree(out)
     if page == "README.md":
         assert bool(ns["res"].converged.all()) and ns["out"].z.shape == (3, 16)
 
