@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from deqfusion import DEQFusion
-from deqfusion.commands.report import START, fill_file
+from deqfusion.experiments.report import START, fill_file
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]

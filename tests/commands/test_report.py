@@ -9,8 +9,8 @@ import statistics
 import pytest
 
 from deqfusion.cli import main
-from deqfusion.commands.report import build_report, fill_file, parse_column, read_folder
 from deqfusion.errors import UserError
+from deqfusion.experiments.report import build_report, fill_file, parse_column, read_folder
 from deqfusion.experiments.runner import Column, Experiment, Table, register_experiment, run_experiment
 
 
