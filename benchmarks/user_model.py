@@ -11,11 +11,13 @@ solver iteration (the fusion's solve alone in inference, divided by its iteratio
 writes it.
 
     python benchmarks/user_model.py --steps 200 --out docs/results/benchmarks/user_model.json
+    python benchmarks/user_model.py --table docs/results/benchmarks/user_model.json   # the markdown table
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -108,6 +110,36 @@ def run_shape(batch: int, width: int, n: int, steps: int, seed: int) -> dict:
     )
 
 
+def _ms(v: float) -> str:
+    return f"{v:.2f}" if v < 1 else f"{v:.1f}" if v < 10 else f"{v:.0f}"
+
+
+def markdown_table(result: dict, compact: bool = False) -> str:
+    """The markdown table of a result of this script (medians; the documentation quotes it as printed);
+    ``compact``: fewer columns, for the README."""
+    if compact:
+        lines = ["| shape | train step, DEQ / concat | inference | iterations | ms / iteration |", "|" + "---|" * 5]
+        for r in result["results"]:
+            tr, inf = r["train_ms"], r["infer_ms"]
+            lines.append(f"| {r['shape']} | {_ms(tr['deq']['median'])} / {_ms(tr['concat']['median'])} ms "
+                         f"({r['train_ratio']:.0f}x) | {_ms(inf['deq']['median'])} / {_ms(inf['concat']['median'])} "
+                         f"ms ({r['infer_ratio']:.0f}x) | {r['deq_forward_steps']['median']:g} / "
+                         f"{r['deq_backward_steps']['median']:g} | {r['ms_per_solver_iteration']['median']:.1f} |")
+        return "\n".join(lines)
+    head = ("| batch x width x modalities | train step, concat / DEQ | ratio | inference, concat / DEQ | ratio "
+            "| DEQ forward / adjoint iterations (median, max) | ms per solver iteration | solves at the budget |")
+    lines = [head, "|" + "---|" * 8]
+    for r in result["results"]:
+        tr, inf = r["train_ms"], r["infer_ms"]
+        lines.append(
+            f"| {r['shape'].replace('x', ' x ')} | {_ms(tr['concat']['median'])} / {_ms(tr['deq']['median'])} ms "
+            f"| {r['train_ratio']:.1f}x | {_ms(inf['concat']['median'])} / {_ms(inf['deq']['median'])} ms "
+            f"| {r['infer_ratio']:.1f}x | {r['deq_forward_steps']['median']:g}, {r['deq_forward_steps_max']} / "
+            f"{r['deq_backward_steps']['median']:g}, {r['deq_backward_steps_max']} "
+            f"| {r['ms_per_solver_iteration']['median']:.2f} | {r['solves_not_converged']} of {2 * r['steps']} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shapes", nargs="+", default=SHAPES, help="BATCHxWIDTHxMODALITIES")
@@ -115,7 +147,14 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None)
+    p.add_argument("--table", metavar="JSON", default=None,
+                   help="print the markdown table of a result file this script wrote, and run nothing")
+    p.add_argument("--compact", action="store_true", help="with --table: the README's shorter table")
     args = p.parse_args(argv)
+    if args.table:
+        with open(args.table) as f:
+            print(markdown_table(json.load(f), args.compact))
+        return 0
     torch.set_num_threads(args.threads)
     rows = []
     for shape in args.shapes:

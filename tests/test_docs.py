@@ -165,3 +165,31 @@ def test_reference_shows_roles_as_code_and_defaults_as_values():
     values = ext._library_defaults()
     assert values["F_MAX_ITER"] == defaults.F_MAX_ITER and values["B_MODE"] == defaults.B_MODE
     assert ext.DEFAULT_NAME.match("D.F_TOL")["name"] == "F_TOL" and not ext.DEFAULT_NAME.match("None")
+
+
+def _user_model_script():
+    import importlib.util
+    import sys
+
+    bench = ROOT / "benchmarks"
+    sys.path.insert(0, str(bench))  # the script imports its sibling _report.py
+    try:
+        spec = importlib.util.spec_from_file_location("user_model_bench", bench / "user_model.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(bench))
+    return mod
+
+
+def test_cost_tables_are_rendered_from_the_benchmark_result():
+    import json
+
+    mod = _user_model_script()
+    result = json.loads((ROOT / "docs" / "results" / "benchmarks" / "user_model.json").read_text())
+    assert mod.markdown_table(result, compact=True) in (ROOT / "README.md").read_text(), (
+        "README's cost table differs from `python benchmarks/user_model.py --table "
+        "docs/results/benchmarks/user_model.json --compact`")
+    assert mod.markdown_table(result) in (ROOT / "docs" / "defaults.md").read_text(), (
+        "docs/defaults.md's cost table differs from `python benchmarks/user_model.py --table "
+        "docs/results/benchmarks/user_model.json`")
