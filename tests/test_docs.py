@@ -167,14 +167,14 @@ def test_reference_shows_roles_as_code_and_defaults_as_values():
     assert ext.DEFAULT_NAME.match("D.F_TOL")["name"] == "F_TOL" and not ext.DEFAULT_NAME.match("None")
 
 
-def _user_model_script():
+def _bench_script(name: str):
     import importlib.util
     import sys
 
     bench = ROOT / "benchmarks"
     sys.path.insert(0, str(bench))  # the script imports its sibling _report.py
     try:
-        spec = importlib.util.spec_from_file_location("user_model_bench", bench / "user_model.py")
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", bench / f"{name}.py")
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
     finally:
@@ -185,7 +185,7 @@ def _user_model_script():
 def test_cost_tables_are_rendered_from_the_benchmark_result():
     import json
 
-    mod = _user_model_script()
+    mod = _bench_script("user_model")
     result = json.loads((ROOT / "docs" / "results" / "benchmarks" / "user_model.json").read_text())
     assert mod.markdown_table(result, compact=True) in (ROOT / "README.md").read_text(), (
         "README's cost table differs from `python benchmarks/user_model.py --table "
@@ -193,3 +193,13 @@ def test_cost_tables_are_rendered_from_the_benchmark_result():
     assert mod.markdown_table(result) in (ROOT / "docs" / "defaults.md").read_text(), (
         "docs/defaults.md's cost table differs from `python benchmarks/user_model.py --table "
         "docs/results/benchmarks/user_model.json`")
+
+
+def test_solver_trace_table_is_rendered_from_its_result_file():
+    import json
+
+    mod = _bench_script("solver_over_training")
+    result = json.loads((ROOT / "docs" / "results" / "benchmarks" / "solver_over_training.json").read_text())
+    assert mod.markdown_table(result) in (ROOT / "docs" / "defaults.md").read_text(), (
+        "docs/defaults.md's solver-over-training table differs from `python benchmarks/solver_over_training.py "
+        "--table docs/results/benchmarks/solver_over_training.json`")
