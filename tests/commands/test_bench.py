@@ -4,8 +4,8 @@ import json
 import pytest
 
 from deqfusion.cli import main
-from deqfusion.commands.bench import expand_configs
 from deqfusion.errors import UserError
+from deqfusion.experiments.bench import expand_configs
 
 
 def _argv(out, *extra):

@@ -22,30 +22,21 @@ also printed) and ``bench.png`` (time and memory bars; needs matplotlib, skip wi
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import platform
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
-from ..benchmarking.step import train_step_benchmark
-from ..errors import DEQDivergenceError, UserError
-from ..experiments.fusion_spec import check_options, parse_fusion_spec
-from ..fusion.registry import available_fusions
+from ..errors import UserError
+from ..experiments.bench import B_MODES, MODES, SOLVERS, expand_configs, load_average, run_grid, summary_table
 from ..training.checkpoint import atomic_write_json
-from ..training.results import markdown_table, write_csv, write_json
+from ..training.results import write_csv, write_json
 
 NAME = "bench"
 HELP = "time and memory of DEQ fusion (solvers, backward modes) vs unrolled and concat fusion"
 DESCRIPTION = __doc__
 
-log = logging.getLogger(__name__)
-
-SOLVERS = ("anderson", "broyden", "fixed_point_iter")
-B_MODES = ("implicit", "phantom")
-MODES = ("train", "inference")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -81,44 +72,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (must not hold a previous bench run)")
 
 
-def expand_configs(specs, solvers, b_modes, unrolled_steps) -> list[dict]:
-    """Fusion specs -> configurations ``{"label", "fusion", "options"}`` (see the module docstring)."""
-    known = available_fusions()
-    configs = []
-    for spec in specs:
-        parsed = parse_fusion_spec(spec)
-        name, opts = parsed.name, parsed.options
-        if name not in known:
-            raise UserError(f"--fusions {spec!r}: unknown fusion {name!r}; choose from {known}")
-        check_options(name, opts, f"--fusions {spec!r}")
-        extra = "".join(f",{k}={v}" for k, v in opts.items() if k not in ("f_solver", "b_mode", "unrolled_steps"))
-        if name == "deq":
-            for solver in ([opts["f_solver"]] if "f_solver" in opts else solvers):
-                for bm in ([opts["b_mode"]] if "b_mode" in opts else b_modes):
-                    o = dict(opts, f_solver=solver, b_mode=bm)
-                    if bm == "implicit":  # the adjoint solve uses the same solver as the forward one
-                        o.setdefault("b_solver", solver)
-                    configs.append({"label": f"deq {solver}/{bm}{extra}", "fusion": name, "options": o})
-        elif name == "unrolled":
-            for k in ([opts["unrolled_steps"]] if "unrolled_steps" in opts else unrolled_steps):
-                if int(k) < 1:
-                    raise UserError(f"--unrolled-steps must be >= 1, got {k}")
-                configs.append({"label": f"unrolled k={k}{extra}", "fusion": name,
-                                "options": dict(opts, unrolled_steps=int(k))})
-        else:
-            configs.append({"label": name + extra, "fusion": name, "options": dict(opts)})
-    labels = [c["label"] for c in configs]
-    dup = sorted({x for x in labels if labels.count(x) > 1})
-    if dup:
-        raise UserError(f"the same configuration is named twice: {dup}")
-    return configs
-
-
-def _shape_label(batch: int, width: int, modalities: int, length: int | None) -> str:
-    feat = f"{width}x{length}" if length else f"{width}"
-    return f"batch {batch}, {modalities} x {feat}"
-
-
 def _check(args) -> torch.device:
     for name in ("batch", "width"):
         if any(v < 1 for v in getattr(args, name)):
@@ -140,61 +93,6 @@ def _check(args) -> torch.device:
     return device
 
 
-def _load() -> list[float] | None:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:  # pragma: no cover (not on Linux)
-        return None
-
-
-def run_grid(configs, args, device) -> list[dict]:
-    dtype = getattr(torch, args.dtype)
-    jobs = [(b, w, c, m) for b in args.batch for w in args.width for c in configs for m in args.modes]
-    rows = []
-    for b, w, c, mode in tqdm(jobs, desc="bench", disable=not args.progress, dynamic_ncols=True):
-        shape = _shape_label(b, w, args.modalities, args.length)
-        row = {"shape": shape, "label": c["label"], "mode": mode, "batch": b, "width": w,
-               "modalities": args.modalities, "length": args.length, "fusion": c["fusion"]}
-        try:
-            r = train_step_benchmark(
-                c["fusion"], batch=b, width=w, modalities=args.modalities, repeats=args.repeats, seed=args.seed,
-                weight_scale=args.weight_scale, lambda_jac=args.lambda_jac, device=device, dtype=dtype,
-                length=args.length, inference=mode == "inference", measure_memory=args.memory, **c["options"],
-            )
-        except (ValueError, TypeError, RuntimeError, DEQDivergenceError) as exc:
-            if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower() and device.type == "cuda":
-                torch.cuda.empty_cache()
-            log.warning("%s, %s, %s: failed: %s", shape, c["label"], mode, exc)
-            row["error"] = f"{type(exc).__name__}: {exc}"
-            rows.append(row)
-            continue
-        r.pop("fusion", None)
-        r.pop("mode", None)
-        row.update(r)
-        rows.append(row)
-    return rows
-
-
-def summary_table(rows: list[dict]) -> str:
-    header = ["shape", "configuration", "mode", "median ms", "fwd steps", "fwd rel res (max)", "bwd steps",
-              "bwd rel res (max)", "peak tensor MiB"]
-
-    def fmt(v, spec):
-        return "-" if v is None else format(v, spec)
-
-    table = []
-    for r in rows:
-        if r.get("error"):
-            table.append([r["shape"], r["label"], r["mode"], "failed: " + r["error"][:60], "", "", "", "", ""])
-            continue
-        table.append([
-            r["shape"], r["label"], r["mode"], fmt(r["median_s"] * 1e3, ".1f"), fmt(r.get("forward_steps"), "d"),
-            fmt(r.get("forward_rel_residual_max"), ".1e"), fmt(r.get("backward_steps"), "d"),
-            fmt(r.get("backward_rel_residual_max"), ".1e"), fmt(r.get("tensor_peak_mb"), ".1f"),
-        ])
-    return markdown_table(header, table)
-
-
 def run(args) -> int:
     device = _check(args)
     configs = expand_configs(args.fusions, args.solvers, args.b_modes, args.unrolled_steps)
@@ -214,11 +112,14 @@ def run(args) -> int:
         "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
         "processor": platform.processor(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "load_average_before": _load(),
+        "load_average_before": load_average(),
     }
     atomic_write_json(out / "config.json", cfg)
-    rows = run_grid(configs, args, device)
-    cfg["environment"]["load_average_after"] = _load()
+    rows = run_grid(configs, batches=args.batch, widths=args.width, modalities=args.modalities, length=args.length,
+                    modes=args.modes, repeats=args.repeats, seed=args.seed, weight_scale=args.weight_scale,
+                    lambda_jac=args.lambda_jac, dtype=getattr(torch, args.dtype), memory=args.memory, device=device,
+                    progress=args.progress)
+    cfg["environment"]["load_average_after"] = load_average()
     atomic_write_json(out / "config.json", cfg)
     write_json(out / "results.json", {"environment": cfg["environment"], "results": rows})
     write_csv(out / "results.csv", [{k: v for k, v in r.items() if k not in ("times_s", "options")} for r in rows])
