@@ -1,15 +1,16 @@
-"""Classification metrics computed with NumPy: accuracy, F1 (binary, macro, weighted), ROC AUC.
+"""Classification metrics by scikit-learn (as MM-Dynamics and MOGONET compute theirs): accuracy, F1 (binary,
+macro, weighted), ROC AUC, with the input checks the experiments rely on.
 
 Every function accepts NumPy arrays, torch tensors or lists. Labels are integers ``0..C-1``; scores are
 class probabilities (or any monotone score) of shape ``(N, C)``, or ``(N,)`` for the positive class of a
-binary problem. Conventions follow scikit-learn where one is needed (a class with no support and no
-predictions has F1 0 and, for macro F1, still counts in the average when ``num_classes`` is given; ties in
-ROC AUC count one half), and the tests check the values against scikit-learn.
+binary problem. A class with no support and no predictions has F1 0 (``zero_division=0``) and, for macro F1,
+still counts in the average when ``num_classes`` is given.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from sklearn import metrics as skm
 
 __all__ = [
     "accuracy",
@@ -48,20 +49,23 @@ def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
 
 
 def accuracy(y_true, y_pred) -> float:
-    """Fraction of exact matches."""
+    """Fraction of exact matches (``sklearn.metrics.accuracy_score``)."""
     t, p = _pair(y_true, y_pred)
-    return float(np.mean(t == p))
+    return float(skm.accuracy_score(t, p))
 
 
-def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarray:
-    """``C[i, j]`` = number of samples of true class ``i`` predicted as ``j``."""
-    t, p = _pair(y_true, y_pred)
+def _classes(t: np.ndarray, p: np.ndarray, num_classes: int | None) -> np.ndarray:
     n = int(max(t.max(), p.max()) + 1) if num_classes is None else int(num_classes)
     if t.max() >= n or p.max() >= n:
         raise ValueError(f"labels must be below num_classes={n}")
-    cm = np.zeros((n, n), dtype=np.int64)
-    np.add.at(cm, (t, p), 1)
-    return cm
+    return np.arange(n)
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarray:
+    """``C[i, j]`` = number of samples of true class ``i`` predicted as ``j`` (``sklearn.metrics.confusion_matrix``
+    over the classes ``0..C-1``)."""
+    t, p = _pair(y_true, y_pred)
+    return skm.confusion_matrix(t, p, labels=_classes(t, p, num_classes)).astype(np.int64)
 
 
 def f1_per_class(y_true, y_pred, num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -69,18 +73,16 @@ def f1_per_class(y_true, y_pred, num_classes: int | None = None) -> tuple[np.nda
 
     A class with no true and no predicted samples gets F1 0 (scikit-learn's ``zero_division=0``).
     """
-    cm = confusion_matrix(y_true, y_pred, num_classes)
-    tp = np.diag(cm).astype(np.float64)
-    support = cm.sum(axis=1).astype(np.float64)
-    predicted = cm.sum(axis=0).astype(np.float64)
-    denom = support + predicted
-    f1 = np.divide(2.0 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return f1, support
+    t, p = _pair(y_true, y_pred)
+    labels = _classes(t, p, num_classes)
+    f1 = skm.f1_score(t, p, labels=labels, average=None, zero_division=0)
+    support = np.bincount(t, minlength=len(labels)).astype(np.float64)
+    return np.asarray(f1, dtype=np.float64), support
 
 
 def f1_score(y_true, y_pred, average: str = "binary", num_classes: int | None = None,
              pos_label: int = 1) -> float:
-    """F1 score.
+    """F1 score (``sklearn.metrics.f1_score`` with ``zero_division=0``).
 
     Args:
         average: ``"binary"`` (F1 of ``pos_label``), ``"macro"`` (unweighted mean over classes) or
@@ -88,29 +90,22 @@ def f1_score(y_true, y_pred, average: str = "binary", num_classes: int | None = 
         num_classes: number of classes; when None, the classes are those seen in ``y_true`` or ``y_pred``
             (as scikit-learn does).
     """
-    f1, support = f1_per_class(y_true, y_pred, num_classes)
+    if average not in ("binary", "macro", "weighted"):
+        raise ValueError(f"unknown average {average!r}; use 'binary', 'macro' or 'weighted'")
+    t, p = _pair(y_true, y_pred)
+    labels = None if num_classes is None else _classes(t, p, num_classes)
     if average == "binary":
-        if pos_label >= len(f1):
+        if (num_classes is not None and pos_label >= num_classes) or (
+                num_classes is None and pos_label > max(t.max(), p.max())):
             return 0.0
-        return float(f1[pos_label])
-    if num_classes is None:
-        t, p = _pair(y_true, y_pred)
-        seen = np.zeros(len(f1), dtype=bool)
-        seen[np.unique(np.concatenate([t, p]))] = True
-        f1, support = f1[seen], support[seen]
-    if average == "macro":
-        return float(f1.mean())
-    if average == "weighted":
-        total = support.sum()
-        return float((f1 * support).sum() / total) if total > 0 else 0.0
-    raise ValueError(f"unknown average {average!r}; use 'binary', 'macro' or 'weighted'")
+        return float(skm.f1_score(t, p, labels=[pos_label], average="macro", zero_division=0))
+    return float(skm.f1_score(t, p, labels=labels, average=average, zero_division=0))
 
 
 def roc_auc_binary(y_true, scores) -> float:
-    """Area under the ROC curve for a binary problem (labels 0/1; higher score = more likely class 1).
-
-    Computed with the rank statistic (Mann-Whitney U), ties counted as one half. Raises ``ValueError`` when
-    only one class is present, as the AUC is undefined then.
+    """Area under the ROC curve for a binary problem (labels 0/1; higher score = more likely class 1), by
+    ``sklearn.metrics.roc_auc_score`` (ties count one half). Raises ``ValueError`` when only one class is
+    present, as the AUC is undefined then.
     """
     t = _labels(y_true, "y_true")
     s = _as_numpy(scores).astype(np.float64)
@@ -122,26 +117,9 @@ def roc_auc_binary(y_true, scores) -> float:
         raise ValueError("scores contain NaN or inf")
     if not np.all((t == 0) | (t == 1)):
         raise ValueError("roc_auc_binary needs labels 0 and 1")
-    n_pos = int(t.sum())
-    n_neg = int(t.size - n_pos)
-    if n_pos == 0 or n_neg == 0:
+    if t.min() == t.max():
         raise ValueError("ROC AUC is undefined when y_true holds a single class")
-    ranks = _average_ranks(s)
-    u = ranks[t == 1].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))
-
-
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..N with ties given the mean of the ranks they span."""
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    ranks = np.empty(x.size, dtype=np.float64)
-    # boundaries of runs of equal values
-    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
-    ends = np.r_[starts[1:], xs.size]
-    for s, e in zip(starts, ends, strict=True):
-        ranks[order[s:e]] = (s + 1 + e) / 2.0
-    return ranks
+    return float(skm.roc_auc_score(t, s))
 
 
 def classification_metrics(y_true, probs, num_classes: int | None = None) -> dict[str, float]:

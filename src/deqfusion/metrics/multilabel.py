@@ -1,6 +1,5 @@
-"""Multi-label F1 scores at a fixed threshold (micro, macro, samples and weighted averages).
-
-The conventions follow scikit-learn's ``f1_score`` with ``zero_division=0``: a label (or, for the samples
+"""Multi-label F1 scores at a fixed threshold (micro, macro, samples and weighted averages), by scikit-learn's
+``f1_score`` with ``zero_division=0`` (as MultiBench computes MM-IMDB's): a label (or, for the samples
 average, a sample) with neither true nor predicted positives scores 0. A score is predicted positive when it
 is strictly above the threshold; with ``from_logits=True`` the threshold applies to ``sigmoid(logits)``
 (so 0.5 means logit > 0), matching the reference's ``round(sigmoid(x))``.
@@ -10,7 +9,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+from sklearn import metrics as skm
 from torch import Tensor
 
 __all__ = ["multilabel_f1", "binarize", "F1_AVERAGES"]
@@ -25,11 +26,6 @@ def binarize(scores: Tensor, threshold: float = 0.5, from_logits: bool = True) -
             raise ValueError(f"a probability threshold must lie in (0, 1), got {threshold}")
         return scores > math.log(threshold / (1.0 - threshold))
     return scores > threshold
-
-
-def _f1(tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
-    denom = 2 * tp + fp + fn
-    return torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.zeros_like(denom))
 
 
 def multilabel_f1(scores: Tensor, targets: Tensor, threshold: float = 0.5, from_logits: bool = True,
@@ -53,17 +49,9 @@ def multilabel_f1(scores: Tensor, targets: Tensor, threshold: float = 0.5, from_
         )
     if scores.shape[0] == 0:
         raise ValueError("cannot score an empty set of predictions")
-    pred = binarize(scores.detach().float(), threshold, from_logits).to(torch.float64)
-    true = targets.detach().to(torch.float64)
+    pred = binarize(scores.detach().float(), threshold, from_logits).cpu().numpy().astype(np.int64)
+    true = targets.detach().cpu().to(torch.float64)
     if not ((true == 0) | (true == 1)).all():
         raise ValueError("targets must be multi-hot (0/1)")
-    tp_l = (pred * true).sum(0)
-    fp_l = (pred * (1 - true)).sum(0)
-    fn_l = ((1 - pred) * true).sum(0)
-    per_label = _f1(tp_l, fp_l, fn_l)
-    support = true.sum(0)
-    micro = _f1(tp_l.sum(), fp_l.sum(), fn_l.sum())
-    weighted = (per_label * support).sum() / support.sum() if support.sum() > 0 else torch.zeros(())
-    per_sample = _f1((pred * true).sum(1), (pred * (1 - true)).sum(1), ((1 - pred) * true).sum(1))
-    values = {"micro": micro, "macro": per_label.mean(), "samples": per_sample.mean(), "weighted": weighted}
-    return {f"{prefix}{k}{suffix}": float(v) for k, v in values.items()}
+    true = true.numpy().astype(np.int64)
+    return {f"{prefix}{k}{suffix}": float(skm.f1_score(true, pred, average=k, zero_division=0)) for k in F1_AVERAGES}
