@@ -284,6 +284,55 @@ def _parse_renames(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def _merge_sources(sources: list[Source], renames: dict[str, str], pool: bool):
+    """The rows of all ``sources`` under their final labels: ``(rows, labels, label -> name before renaming,
+    label -> provenance)``; refuses two variants of one name and, when pooling, a seed found twice."""
+    seen: dict[str, int] = {}
+    for src in sources:
+        for label in src.labels:
+            seen[label] = seen.get(label, 0) + 1
+    rows, labels, before, when = [], [], {}, {}
+    pooled: set[str] = set()
+    for src in sources:
+        for label in src.labels:
+            new = f"{src.path.name}/{label}" if seen[label] > 1 and not pool else label
+            before[renames.get(new, new)] = new
+            new = renames.get(new, new)
+            mine = [{**r, "label": new} for r in src.rows if r["label"] == label]
+            if new in labels and not (pool and new in pooled):
+                raise UserError(f"two variants are both called {new!r}; use --rename")
+            if new in labels:
+                repeated = sorted({r.get("seed") for r in mine} & {r.get("seed") for r in rows if r["label"] == new})
+                if repeated:
+                    raise UserError(f"variant {new!r}: seed(s) {repeated} occur in more than one of the pooled "
+                                    f"folders")
+                if src.measured and src.measured not in (when[new] or ""):
+                    when[new] = "; ".join(filter(None, [when[new], src.measured]))
+            else:
+                labels.append(new)
+                when[new] = src.measured
+                if pool:
+                    pooled.add(new)
+            rows += mine
+    unknown = sorted(set(renames) - {lab for src in sources for lab in src.labels}
+                     - {f"{s.path.name}/{lab}" for s in sources for lab in s.labels})
+    if unknown:
+        raise UserError(f"--rename names no variant: {unknown}; the variants are {labels}")
+    return rows, labels, before, when
+
+
+def _timing_columns(present: set[str]) -> list[ColumnSpec]:
+    """The epochs and seconds-per-run columns the runs hold (under their first known names)."""
+    cols = []
+    ek = next((k for k in EPOCH_KEYS if k in present), None)
+    sk = next((k for k in SECONDS_KEYS if k in present), None)
+    if ek:
+        cols.append(ColumnSpec(ek, "epochs", 1.0, 0))
+    if sk:
+        cols.append(ColumnSpec(sk, "s / run", 1.0, 0))
+    return cols
+
+
 def build_report(folders: list[str | Path], columns: list[str] | None = None, timing: bool = True,
                  group_by: list[str] | None = None, rename: list[str] | None = None,
                  variants: list[str] | None = None, measured: bool = False, pool: bool = False) -> Report:
@@ -317,38 +366,8 @@ def build_report(folders: list[str | Path], columns: list[str] | None = None, ti
     if not folders:
         raise UserError("name at least one output folder")
     sources = [read_folder(f, group_by) for f in folders]
-    seen: dict[str, int] = {}
-    for src in sources:
-        for label in src.labels:
-            seen[label] = seen.get(label, 0) + 1
     renames = _parse_renames(rename)
-    rows, labels, before, when = [], [], {}, {}
-    pooled: set[str] = set()
-    for src in sources:
-        for label in src.labels:
-            new = f"{src.path.name}/{label}" if seen[label] > 1 and not pool else label
-            before[renames.get(new, new)] = new
-            new = renames.get(new, new)
-            mine = [{**r, "label": new} for r in src.rows if r["label"] == label]
-            if new in labels and not (pool and new in pooled):
-                raise UserError(f"two variants are both called {new!r}; use --rename")
-            if new in labels:
-                repeated = sorted({r.get("seed") for r in mine} & {r.get("seed") for r in rows if r["label"] == new})
-                if repeated:
-                    raise UserError(f"variant {new!r}: seed(s) {repeated} occur in more than one of the pooled "
-                                    f"folders")
-                if src.measured and src.measured not in (when[new] or ""):
-                    when[new] = "; ".join(filter(None, [when[new], src.measured]))
-            else:
-                labels.append(new)
-                when[new] = src.measured
-                if pool:
-                    pooled.add(new)
-            rows += mine
-    unknown = sorted(set(renames) - {lab for src in sources for lab in src.labels}
-                     - {f"{s.path.name}/{lab}" for s in sources for lab in s.labels})
-    if unknown:
-        raise UserError(f"--rename names no variant: {unknown}; the variants are {labels}")
+    rows, labels, before, when = _merge_sources(sources, renames, pool)
     if variants:
         by_name = {**{before[lab]: lab for lab in labels}, **{lab: lab for lab in labels}}
         missing = [v for v in variants if v not in by_name]
@@ -365,14 +384,7 @@ def build_report(folders: list[str | Path], columns: list[str] | None = None, ti
     if absent:
         have = sorted(k for r in rows for k, v in r.items() if _is_number(v))
         raise UserError(f"no run holds {absent[0]!r}; the runs hold {sorted(set(have))}")
-    time_cols = []
-    if timing:
-        ek = next((k for k in EPOCH_KEYS if k in present), None)
-        sk = next((k for k in SECONDS_KEYS if k in present), None)
-        if ek:
-            time_cols.append(ColumnSpec(ek, "epochs", 1.0, 0))
-        if sk:
-            time_cols.append(ColumnSpec(sk, "s / run", 1.0, 0))
+    time_cols = _timing_columns(present) if timing else []
     return Report(labels, summarize_rows(rows, labels), cols, time_cols,
                   {lab: when[lab] for lab in labels} if measured else None)
 

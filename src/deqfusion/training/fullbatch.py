@@ -270,112 +270,25 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
     Returns:
         A :class:`FitResult`; ``model`` holds the selected (best-validation) weights on return.
     """
-    if config.reference_protocol and (x_test is None or y_test is None):
-        raise ValueError("reference_protocol needs x_test and y_test")
-    if config.select != "ce" and not isinstance(config.select, str):
-        raise ValueError(f"bad selection key {config.select!r}")
-    if (x_val is None) != (y_val is None):
-        raise ValueError("give both x_val and y_val, or neither")
+    _check_fit_args(config, x_val, y_val, x_test, y_test)
     no_val = x_val is None
-    if no_val and config.reference_protocol:
-        raise ValueError("reference_protocol needs a validation part")
     x_fit, x_val = list(x_fit), (None if no_val else list(x_val))
     if not no_val:
         _check_selection_keys(model, x_val, y_val, config, loss_fn, probs_fn, metrics_fn)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    scheduler = make_scheduler(optimizer, config)
-    guard = None if config.guard is None else DivergenceGuard(
-        model, GuardConfig(config.guard, config.guard_max_residual, config.guard_max_consecutive))
-
-    state = {
-        "epoch": 0, "best_epoch": 0, "best_score": None, "best_tie": None, "best_val": {}, "best_state": None,
-        "last_improvement": 0, "history": [], "reference_best_test": None, "train_seconds": 0.0, "cpu_seconds": 0.0,
-        "finished": False, "stopped_early": False,
-    }
-    resumed_from = None
-    ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
-    if resume and ckpt is not None and ckpt.is_file():
-        saved = load_checkpoint(ckpt)
-        if fingerprint is not None and saved.get("fingerprint") != fingerprint:
-            raise UserError(f"{ckpt} was written with other settings; remove it or drop --resume")
-        require_entries(saved, ckpt, ["model", "optimizer", "scheduler", "rng", "trainer"])
-        load_state_into(model, saved["model"], ckpt)
-        load_state_into(optimizer, saved["optimizer"], ckpt, "optimizer")
-        load_state_into(scheduler, saved["scheduler"], ckpt, "scheduler")
-        set_rng_state(saved["rng"])
-        state = saved["trainer"]
-        if guard is not None and "guard" in state:
-            guard.load_state_dict(state["guard"])
-        resumed_from = int(state["epoch"])
-        log.info("resumed from %s at epoch %d", ckpt, resumed_from)
-
-    def save():
-        if ckpt is None:
-            return
-        save_checkpoint(ckpt, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": rng_state(), "trainer": state,
-            "fingerprint": fingerprint,
-        })
-
-    def evaluation(epoch: int) -> dict:
-        val = evaluate(model, x_val, y_val, loss_fn, probs_fn, metrics_fn)
-        row = {"epoch": epoch, **{f"val_{k}": v for k, v in val.items()}}
-        if config.select not in val:
-            raise ValueError(f"selection key {config.select!r} not among the validation scores {sorted(val)}")
-        score = float(val[config.select])
-        tie = float(val[config.tie_break]) if config.tie_break else None
-        if math.isfinite(score) and _better(score, tie, state["best_score"], state["best_tie"], config.select,
-                                            config.tie_break):
-            state.update(best_score=score, best_tie=tie, best_epoch=epoch, best_val=val,
-                         best_state=_clone_state(model), last_improvement=epoch)
-        if config.reference_protocol:
-            test, _ = _score(model, x_test, y_test, loss_fn, probs_fn, metrics_fn)
-            row.update({f"reftest_{k}": v for k, v in test.items()})
-            ref = state["reference_best_test"] or {}
-            for k, v in test.items():  # metrics: higher is better
-                if k not in ref or v > ref[k]:
-                    ref[k] = v
-                    ref[f"{k}_epoch"] = epoch
-            state["reference_best_test"] = ref
-        return row
-
+    loop = _Loop(model, config, (loss_fn, probs_fn, metrics_fn), (x_val, y_val), (x_test, y_test),
+                 checkpoint_path, fingerprint)
+    resumed_from = loop.restore() if resume else None
+    state = loop.state
     model.train()
     t_start, c_start = time.perf_counter(), time.process_time()
     t_before, c_before = state["train_seconds"], state.get("cpu_seconds", 0.0)
     while not state["finished"] and state["epoch"] < config.epochs:
         epoch = state["epoch"] + 1
-        if guard is None:
-            optimizer.zero_grad(set_to_none=True)
-            out = model(x_fit)
-            loss, parts = loss_fn(out, y_fit)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch}")
-            loss.backward()
-            if config.clip_norm is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-            optimizer.step()
-        else:  # the same step, skipped (or retried with a phantom gradient) when it diverged
-            def closure():
-                o = model(x_fit)
-                total, p = loss_fn(o, y_fit)
-                return total, (o, p)
-
-            report = guard.step(closure, optimizer, clip_norm=config.clip_norm, where=f"epoch {epoch}")
-            out, parts = report.output
-            state["guard"] = guard.state_dict()
-        scheduler.step()
-        state["epoch"] = epoch
-        row = {"epoch": epoch, **parts, "lr": optimizer.param_groups[0]["lr"]}
-        if guard is not None and report.action != "step":
-            row["guard"] = report.action
-        info = getattr(out, "info", None)
-        if info is not None and getattr(info, "forward", None) is not None:
-            row["solver_steps"] = int(info.forward.nstep)
+        row = loop.step(x_fit, y_fit, epoch)
         last = epoch == config.epochs
         if epoch % config.eval_every == 0 or last:
             if not no_val:
-                row.update(evaluation(epoch))
+                row.update(loop.evaluation(epoch))
             state["history"].append(row)
             if (not no_val and config.patience is not None and epoch >= config.min_epochs
                     and epoch - state["last_improvement"] >= config.patience):
@@ -388,38 +301,158 @@ def fit(model: nn.Module, x_fit: Sequence[Tensor], y_fit: Tensor, x_val: Sequenc
         if progress is not None:
             progress(row)
         if state["finished"] or epoch % config.checkpoint_every == 0:
-            save()
+            loop.save()
+    return loop.result(x_val, y_val, y_fit, resumed_from)
 
-    if state["best_state"] is None:  # no validation part, or every validation score was NaN
-        state["best_state"] = _clone_state(model)
-        state["best_epoch"] = state["epoch"]
-    model.load_state_dict(state["best_state"])
-    seconds = float(state["train_seconds"])
-    last_loss = next((h["loss"] for h in reversed(state["history"]) if "loss" in h), None)
-    probs_val = None
-    if not no_val:
-        saved_rng = rng_state()
-        try:
-            was_training = model.training
-            model.eval()
-            with torch.no_grad():
-                probs_val = probs_fn(model(x_val))
-            model.train(was_training)
-        finally:
-            set_rng_state(saved_rng)
-    return FitResult(
-        best_epoch=int(state["best_epoch"]),
-        best_score=float(state["best_score"]) if state["best_score"] is not None else math.nan,
-        best_val=dict(state["best_val"]),
-        epochs_run=int(state["epoch"]),
-        stopped_early=bool(state["stopped_early"]),
-        history=list(state["history"]),
-        seconds=seconds,
-        seconds_per_epoch=seconds / max(int(state["epoch"]), 1),
-        cpu_seconds=float(state.get("cpu_seconds", 0.0)),
-        best_state=copy.copy(state["best_state"]),
-        reference_best_test=copy.deepcopy(state["reference_best_test"]),
-        resumed_from=resumed_from,
-        guard=guard.summary() if guard is not None else None,
-        health=classifier_health(probs_val, y_val, y_fit, last_loss),
-    )
+
+def _check_fit_args(config: FullBatchConfig, x_val, y_val, x_test, y_test) -> None:
+    if config.reference_protocol and (x_test is None or y_test is None):
+        raise ValueError("reference_protocol needs x_test and y_test")
+    if config.select != "ce" and not isinstance(config.select, str):
+        raise ValueError(f"bad selection key {config.select!r}")
+    if (x_val is None) != (y_val is None):
+        raise ValueError("give both x_val and y_val, or neither")
+    if x_val is None and config.reference_protocol:
+        raise ValueError("reference_protocol needs a validation part")
+
+
+class _Loop:
+    """The state of one :func:`fit`: optimiser, schedule, guard, the trainer's bookkeeping and its checkpoint."""
+
+    def __init__(self, model: nn.Module, config: FullBatchConfig, fns: tuple, val: tuple, test: tuple,
+                 checkpoint_path, fingerprint: dict | None):
+        self.model, self.config = model, config
+        self.loss_fn, self.probs_fn, self.metrics_fn = fns
+        (self.x_val, self.y_val), (self.x_test, self.y_test) = val, test
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = make_scheduler(self.optimizer, config)
+        self.guard = None if config.guard is None else DivergenceGuard(
+            model, GuardConfig(config.guard, config.guard_max_residual, config.guard_max_consecutive))
+        self.state = {
+            "epoch": 0, "best_epoch": 0, "best_score": None, "best_tie": None, "best_val": {}, "best_state": None,
+            "last_improvement": 0, "history": [], "reference_best_test": None, "train_seconds": 0.0,
+            "cpu_seconds": 0.0, "finished": False, "stopped_early": False,
+        }
+        self.ckpt = Path(checkpoint_path) if checkpoint_path is not None else None
+        self.fingerprint = fingerprint
+
+    def restore(self) -> int | None:
+        """Continue from the checkpoint if there is one; the epoch it was written at (None: none)."""
+        ckpt = self.ckpt
+        if ckpt is None or not ckpt.is_file():
+            return None
+        saved = load_checkpoint(ckpt)
+        if self.fingerprint is not None and saved.get("fingerprint") != self.fingerprint:
+            raise UserError(f"{ckpt} was written with other settings; remove it or drop --resume")
+        require_entries(saved, ckpt, ["model", "optimizer", "scheduler", "rng", "trainer"])
+        load_state_into(self.model, saved["model"], ckpt)
+        load_state_into(self.optimizer, saved["optimizer"], ckpt, "optimizer")
+        load_state_into(self.scheduler, saved["scheduler"], ckpt, "scheduler")
+        set_rng_state(saved["rng"])
+        self.state = saved["trainer"]
+        if self.guard is not None and "guard" in self.state:
+            self.guard.load_state_dict(self.state["guard"])
+        log.info("resumed from %s at epoch %d", ckpt, int(self.state["epoch"]))
+        return int(self.state["epoch"])
+
+    def save(self) -> None:
+        if self.ckpt is None:
+            return
+        save_checkpoint(self.ckpt, {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "rng": rng_state(), "trainer": self.state,
+            "fingerprint": self.fingerprint,
+        })
+
+    def step(self, x_fit, y_fit, epoch: int) -> dict:
+        """One full-batch training step (through the guard when there is one); its history row."""
+        model, optimizer, config, state = self.model, self.optimizer, self.config, self.state
+        if self.guard is None:
+            optimizer.zero_grad(set_to_none=True)
+            out = model(x_fit)
+            loss, parts = self.loss_fn(out, y_fit)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {float(loss)} at epoch {epoch}")
+            loss.backward()
+            if config.clip_norm is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+            optimizer.step()
+        else:  # the same step, skipped (or retried with a phantom gradient) when it diverged
+            def closure():
+                o = model(x_fit)
+                total, p = self.loss_fn(o, y_fit)
+                return total, (o, p)
+
+            report = self.guard.step(closure, optimizer, clip_norm=config.clip_norm, where=f"epoch {epoch}")
+            out, parts = report.output
+            state["guard"] = self.guard.state_dict()
+        self.scheduler.step()
+        state["epoch"] = epoch
+        row = {"epoch": epoch, **parts, "lr": optimizer.param_groups[0]["lr"]}
+        if self.guard is not None and report.action != "step":
+            row["guard"] = report.action
+        info = getattr(out, "info", None)
+        if info is not None and getattr(info, "forward", None) is not None:
+            row["solver_steps"] = int(info.forward.nstep)
+        return row
+
+    def evaluation(self, epoch: int) -> dict:
+        """Score the validation part, keep the best model so far; the history entries."""
+        config, state, model = self.config, self.state, self.model
+        val = evaluate(model, self.x_val, self.y_val, self.loss_fn, self.probs_fn, self.metrics_fn)
+        row = {"epoch": epoch, **{f"val_{k}": v for k, v in val.items()}}
+        if config.select not in val:
+            raise ValueError(f"selection key {config.select!r} not among the validation scores {sorted(val)}")
+        score = float(val[config.select])
+        tie = float(val[config.tie_break]) if config.tie_break else None
+        if math.isfinite(score) and _better(score, tie, state["best_score"], state["best_tie"], config.select,
+                                            config.tie_break):
+            state.update(best_score=score, best_tie=tie, best_epoch=epoch, best_val=val,
+                         best_state=_clone_state(model), last_improvement=epoch)
+        if config.reference_protocol:
+            test, _ = _score(model, self.x_test, self.y_test, self.loss_fn, self.probs_fn, self.metrics_fn)
+            row.update({f"reftest_{k}": v for k, v in test.items()})
+            ref = state["reference_best_test"] or {}
+            for k, v in test.items():  # metrics: higher is better
+                if k not in ref or v > ref[k]:
+                    ref[k] = v
+                    ref[f"{k}_epoch"] = epoch
+            state["reference_best_test"] = ref
+        return row
+
+    def result(self, x_val, y_val, y_fit, resumed_from: int | None) -> FitResult:
+        """Load the selected weights into the model and describe the run."""
+        model, state = self.model, self.state
+        if state["best_state"] is None:  # no validation part, or every validation score was NaN
+            state["best_state"] = _clone_state(model)
+            state["best_epoch"] = state["epoch"]
+        model.load_state_dict(state["best_state"])
+        seconds = float(state["train_seconds"])
+        last_loss = next((h["loss"] for h in reversed(state["history"]) if "loss" in h), None)
+        probs_val = None
+        if x_val is not None:
+            saved_rng = rng_state()
+            try:
+                was_training = model.training
+                model.eval()
+                with torch.no_grad():
+                    probs_val = self.probs_fn(model(x_val))
+                model.train(was_training)
+            finally:
+                set_rng_state(saved_rng)
+        return FitResult(
+            best_epoch=int(state["best_epoch"]),
+            best_score=float(state["best_score"]) if state["best_score"] is not None else math.nan,
+            best_val=dict(state["best_val"]),
+            epochs_run=int(state["epoch"]),
+            stopped_early=bool(state["stopped_early"]),
+            history=list(state["history"]),
+            seconds=seconds,
+            seconds_per_epoch=seconds / max(int(state["epoch"]), 1),
+            cpu_seconds=float(state.get("cpu_seconds", 0.0)),
+            best_state=copy.copy(state["best_state"]),
+            reference_best_test=copy.deepcopy(state["reference_best_test"]),
+            resumed_from=resumed_from,
+            guard=self.guard.summary() if self.guard is not None else None,
+            health=classifier_health(probs_val, y_val, y_fit, last_loss),
+        )
