@@ -393,31 +393,12 @@ class MinibatchTrainer:
 
         state = {"epoch": 0, "best_value": None, "best_epoch": 0, "bad_epochs": 0, "history": [],
                  "train_time_s": 0.0, "train_samples": 0, "eval_time_s": 0.0, "eval_samples": 0}
-        best_in_memory = None
+        self._best_in_memory = None
         last_path = self.out_dir / self.checkpoint_name if self.out_dir is not None else None
         if resume and last_path is not None and last_path.is_file():
-            ckpt = load_checkpoint(last_path, map_location=self.device)
-            if self.fingerprint is not None and ckpt.get("fingerprint") != self.fingerprint:
-                raise UserError(f"{last_path} was written by a run with other settings; start a new output "
-                                "folder or rerun with the original settings")
-            if ckpt.get("done"):
-                log.info("%s: finished run found in %s, not training again", cfg.desc, last_path)
-                require_entries(ckpt, last_path, ["result"])
-                return ckpt["result"]
-            require_entries(ckpt, last_path, ["model", "optimizer", "scheduler", "shuffle_generator", "rng", "state"])
-            load_state_into(self.model, ckpt["model"], last_path)
-            load_state_into(self.optimizer, ckpt["optimizer"], last_path, "optimizer")
-            load_state_into(scheduler, ckpt["scheduler"], last_path, "scheduler")
-            gen.set_state(ckpt["shuffle_generator"])
-            per_rank = ckpt.get("rng_per_rank") or [ckpt["rng"]]
-            if len(per_rank) != self.world_size:
-                log.warning("%s: checkpoint written by %d process(es), resuming with %d: random streams differ "
-                            "from an uninterrupted run", cfg.desc, len(per_rank), self.world_size)
-            set_rng_state(per_rank[self.rank] if self.rank < len(per_rank) else ckpt["rng"])
-            state = ckpt["state"]
-            if self.guard is not None and "guard" in state:
-                self.guard.load_state_dict(state["guard"])
-            log.info("%s: resuming after epoch %d", cfg.desc, state["epoch"])
+            state, finished = self._restore(last_path, scheduler, gen)
+            if finished is not None:
+                return finished
 
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
@@ -435,22 +416,7 @@ class MinibatchTrainer:
             state["train_samples"] += (steps_per_epoch * cfg.batch_size if cfg.drop_last else n_train)
             state["eval_time_s"] += eval_seconds
             state["eval_samples"] += split_size(valid)
-            if cfg.select_metric not in metrics:
-                raise ValueError(f"selection metric {cfg.select_metric!r} is not among {sorted(metrics)}")
-            value = metrics[cfg.select_metric]
-            record = {"epoch": epoch, **train_logs, **{f"valid_{k}": v for k, v in metrics.items()},
-                      "lr": self.optimizer.param_groups[0]["lr"]}
-            state["history"].append(record)
-            if self._improved(value, state["best_value"]):
-                state["best_value"], state["best_epoch"], state["bad_epochs"] = value, epoch, 0
-                state["best_valid"] = metrics
-                if self.out_dir is not None and self.rank == 0:
-                    save_checkpoint(self.out_dir / "best.pt",
-                                    {"model": self.model.state_dict(), "epoch": epoch, "valid": metrics})
-                elif self.out_dir is None:
-                    best_in_memory = copy.deepcopy({k: v.cpu() for k, v in self.model.state_dict().items()})
-            else:
-                state["bad_epochs"] += 1
+            value = self._record_epoch(epoch, train_logs, metrics, state)
             state["epoch"] = epoch
             if self.guard is not None:
                 state["guard"] = self.guard.state_dict()
@@ -469,8 +435,8 @@ class MinibatchTrainer:
         ddp.barrier()  # rank 0 wrote best.pt
         if self.out_dir is not None:
             self.model.load_state_dict(load_checkpoint(self.out_dir / "best.pt", self.device)["model"])
-        elif best_in_memory is not None:
-            self.model.load_state_dict(best_in_memory)
+        elif self._best_in_memory is not None:
+            self.model.load_state_dict(self._best_in_memory)
         test_metrics = None
         if test is not None:
             test_metrics, test_seconds = self.evaluate(test, desc=f"{cfg.desc} test")
@@ -480,6 +446,54 @@ class MinibatchTrainer:
         if self.out_dir is not None:
             self._save_last(scheduler, gen, state, done=True, result=result)
         return result
+
+    def _restore(self, last_path: Path, scheduler, gen: torch.Generator) -> tuple[dict | None, dict | None]:
+        """Continue from ``last_path``: ``(trainer state, None)``, or ``(None, result)`` for a finished run."""
+        cfg = self.config
+        ckpt = load_checkpoint(last_path, map_location=self.device)
+        if self.fingerprint is not None and ckpt.get("fingerprint") != self.fingerprint:
+            raise UserError(f"{last_path} was written by a run with other settings; start a new output "
+                            "folder or rerun with the original settings")
+        if ckpt.get("done"):
+            log.info("%s: finished run found in %s, not training again", cfg.desc, last_path)
+            require_entries(ckpt, last_path, ["result"])
+            return None, ckpt["result"]
+        require_entries(ckpt, last_path, ["model", "optimizer", "scheduler", "shuffle_generator", "rng", "state"])
+        load_state_into(self.model, ckpt["model"], last_path)
+        load_state_into(self.optimizer, ckpt["optimizer"], last_path, "optimizer")
+        load_state_into(scheduler, ckpt["scheduler"], last_path, "scheduler")
+        gen.set_state(ckpt["shuffle_generator"])
+        per_rank = ckpt.get("rng_per_rank") or [ckpt["rng"]]
+        if len(per_rank) != self.world_size:
+            log.warning("%s: checkpoint written by %d process(es), resuming with %d: random streams differ "
+                        "from an uninterrupted run", cfg.desc, len(per_rank), self.world_size)
+        set_rng_state(per_rank[self.rank] if self.rank < len(per_rank) else ckpt["rng"])
+        state = ckpt["state"]
+        if self.guard is not None and "guard" in state:
+            self.guard.load_state_dict(state["guard"])
+        log.info("%s: resuming after epoch %d", cfg.desc, state["epoch"])
+        return state, None
+
+    def _record_epoch(self, epoch: int, train_logs: dict, metrics: dict, state: dict) -> float:
+        """Log an epoch, keep the model if it is the best so far; the selection metric's value."""
+        cfg = self.config
+        if cfg.select_metric not in metrics:
+            raise ValueError(f"selection metric {cfg.select_metric!r} is not among {sorted(metrics)}")
+        value = metrics[cfg.select_metric]
+        record = {"epoch": epoch, **train_logs, **{f"valid_{k}": v for k, v in metrics.items()},
+                  "lr": self.optimizer.param_groups[0]["lr"]}
+        state["history"].append(record)
+        if self._improved(value, state["best_value"]):
+            state["best_value"], state["best_epoch"], state["bad_epochs"] = value, epoch, 0
+            state["best_valid"] = metrics
+            if self.out_dir is not None and self.rank == 0:
+                save_checkpoint(self.out_dir / "best.pt",
+                                {"model": self.model.state_dict(), "epoch": epoch, "valid": metrics})
+            elif self.out_dir is None:
+                self._best_in_memory = copy.deepcopy({k: v.cpu() for k, v in self.model.state_dict().items()})
+        else:
+            state["bad_epochs"] += 1
+        return value
 
     def _result(self, state: dict, stopped_early: bool, test_metrics: dict | None) -> dict:
         if self.device.type == "cuda":
