@@ -26,10 +26,8 @@ from dataclasses import asdict
 
 from ..errors import UserError
 from ..models.mmdynamics import CONCAT, MMDynamicsClassifier, mmdynamics_objective
-from ..training.checkpoint import CheckpointError
 from ..training.fixed import fit_then_test
 from ..training.fullbatch import FullBatchConfig
-from ..training.guard import TrainingDiverged
 from ..training.seed import seed_everything
 from .runner import Run
 
@@ -125,20 +123,12 @@ def fixed(run: Run) -> dict:
     seed_everything(run.seed)
     model = _model(data.in_dims, data.num_classes, rec["hidden"], rec["dropout"], variant)
     objective = mmdynamics_objective(data.num_classes, growth=rec["growth"], lambda_jac=rec["lambda_jac"])
-    from .omics import _bar  # the omics experiment's progress bar (it imports this module)
+    from .omics import training  # the omics experiment's progress bar and errors (it imports this module)
 
-    bar, on_epoch = _bar(run, train_cfg.epochs)
-    try:
+    with training(run, train_cfg.epochs) as on_epoch:
         res, test = fit_then_test(model, scaled.x_train, scaled.y_train, train_cfg, *objective,
                                   lambda: (scaled.x_test, scaled.y_test), checkpoint_path=run.checkpoint,
                                   resume=run.resume, fingerprint=run.fingerprint, progress=on_epoch)
-    except CheckpointError as exc:
-        raise UserError(str(exc)) from exc
-    except TrainingDiverged as exc:
-        raise TrainingDiverged(f"{run.label} seed {run.seed}: {exc}") from exc
-    finally:
-        if bar is not None:
-            bar.close()
     return {
         "protocol": "fixed: trained on all training samples for the recipe's epochs; the final model scored once "
                     "on the test samples, which were taken only after training",

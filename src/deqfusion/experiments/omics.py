@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict
 
 import torch
@@ -198,14 +199,13 @@ def _bar(run: Run, total: int):
     return bar, on_epoch
 
 
-def fit_model(run: Run, model, train_cfg: FullBatchConfig, inputs, objective, checkpoint, fingerprint):
-    """:func:`~deqfusion.training.fullbatch.fit` with the run's checkpoint, progress bar and user-facing
-    errors."""
-    x_fit, y_fit, x_val, y_val, x_test, y_test = inputs
-    bar, on_epoch = _bar(run, train_cfg.epochs)
+@contextmanager
+def training(run: Run, epochs: int):
+    """Around one run's training: yields the per-epoch progress callback (a bar over ``epochs``), turns a
+    checkpoint that does not fit into a user error and names the run in a divergence."""
+    bar, on_epoch = _bar(run, epochs)
     try:
-        return fit(model, x_fit, y_fit, x_val, y_val, train_cfg, *objective, x_test=x_test, y_test=y_test,
-                   checkpoint_path=checkpoint, resume=run.resume, fingerprint=fingerprint, progress=on_epoch)
+        yield on_epoch
     except CheckpointError as exc:
         raise UserError(str(exc)) from exc
     except TrainingDiverged as exc:
@@ -213,6 +213,15 @@ def fit_model(run: Run, model, train_cfg: FullBatchConfig, inputs, objective, ch
     finally:
         if bar is not None:
             bar.close()
+
+
+def fit_model(run: Run, model, train_cfg: FullBatchConfig, inputs, objective, checkpoint, fingerprint):
+    """:func:`~deqfusion.training.fullbatch.fit` with the run's checkpoint, progress bar and user-facing
+    errors."""
+    x_fit, y_fit, x_val, y_val, x_test, y_test = inputs
+    with training(run, train_cfg.epochs) as on_epoch:
+        return fit(model, x_fit, y_fit, x_val, y_val, train_cfg, *objective, x_test=x_test, y_test=y_test,
+                   checkpoint_path=checkpoint, resume=run.resume, fingerprint=fingerprint, progress=on_epoch)
 
 
 def select_and_test(run: Run) -> dict:
