@@ -1,3 +1,4 @@
+import csv
 import json
 
 import pytest
@@ -18,25 +19,27 @@ def test_command_runs_writes_results_and_resumes(shared_data_dir, tmp_path, caps
     assert cfg["data"]["counts"] == {"train": 1284, "dev": 227, "test": 684}
     assert cfg["data"]["dropped_no_continuous_label"] == {"train": 0, "dev": 2, "test": 2}
     assert 0 < cfg["data"]["clean_test_count"] < 684
-    summary = json.loads((out / "summary.json").read_text())
-    assert [(s["subset"], s["fusion"]) for s in summary] == [("T+A+V", "deq"), ("T+A+V", "concat"), ("A", "none")]
-    for s in summary:
+    summary = json.loads((out / "summary.json").read_text())["summary"]
+    assert sorted(summary) == ["A none", "T+A+V concat", "T+A+V deq"]
+    assert [v["subset"] for v in cfg["variants"]] == ["T+A+V", "T+A+V", "A"]
+    for s in summary.values():
         assert s["seeds"] == [0, 1]
-        assert s["test"]["mae"]["mean"] > 0 and len(s["test"]["acc2_neg_pos"]["values"]) == 2
-        assert s["test_clean"]["mae"]["mean"] > 0
+        assert s["test_mae"]["mean"] > 0 and len(s["test_acc2_neg_pos"]["values"]) == 2
+        assert s["test_clean_mae"]["mean"] > 0
     rows = (out / "per_seed.csv").read_text().splitlines()
     assert len(rows) == 1 + 3 * 2
     md = (out / "summary.md").read_text()
-    assert "| T+A+V | deq |" in md and "clean part of the test split" in md
-    res = json.loads((out / "runs" / "TAV__deq" / "seed1" / "result.json").read_text())
+    assert "| T+A+V deq | 2 |" in md and "clean part of the test split" in md
+    res = json.loads((out / "T+A+V deq" / "seed1" / "result.json").read_text())
     assert res["test"]["n"] == 684 and res["test_clean"]["n"] == cfg["data"]["clean_test_count"]
-    assert res["history"][0]["train_solver_steps"] > 0
+    with (out / "T+A+V deq" / "seed1" / "history.csv").open() as f:
+        assert float(next(csv.DictReader(f))["train_solver_steps"]) > 0
 
     # the same folder again: refused without --resume; with it, finished runs are reused unchanged
     assert main(argv) == 2
     assert "--resume" in capsys.readouterr().err
     assert main(argv + ["--resume"]) == 0
-    assert json.loads((out / "summary.json").read_text()) == summary
+    assert json.loads((out / "summary.json").read_text())["summary"] == summary
     # other settings on resume are refused
     assert main(_args(shared_data_dir, out, "--lr", "0.5", "--resume")) == 2
     assert "other settings" in capsys.readouterr().err

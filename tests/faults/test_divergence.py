@@ -1,5 +1,6 @@
 """Runs that diverge or end with a degenerate model: one line, exit status 3, the results written and flagged."""
 
+import csv
 import json
 
 import pytest
@@ -50,10 +51,11 @@ def test_mosi_features_degenerate_model_is_flagged(shared_data_dir, tmp_path, fa
                      "--fusion", "concat", "--subsets", "T+A", "--threads", "1", "--out", out],
                     r"1 of 1 run\(s\) ended with a degenerate model \(T\+A concat seed 0: validation MAE [\d.]+ vs "
                     r"1.424 for the constant predictor")
-    result = json.loads((out / "runs" / "TA__concat" / "seed0" / "result.json").read_text())
+    result = json.loads((out / "T+A concat" / "seed0" / "result.json").read_text())
     assert result["health"]["val_mae"] > 1.5 * result["health"]["constant_mae"] and result["guard"]["steps"] > 0
     assert "**Degenerate runs**" in (out / "summary.md").read_text()
-    assert (out / "per_seed.csv").read_text().splitlines()[1].split(",")[6] == "1"
+    with (out / "per_seed.csv").open() as f:
+        assert next(csv.DictReader(f))["degenerate"] == "1"
 
 
 def test_omics_divergence_is_one_line_with_status_3(shared_data_dir, tmp_path, fails):

@@ -105,12 +105,13 @@ def test_mosi_features_resume_with_other_numerics_is_refused_and_writes_nothing(
     argv = ["mosi-features", "--data-dir", str(shared_data_dir), "--seeds", "0", "--epochs", "1", "--fusion",
             "concat", "--subsets", "T+A", "--threads", "1", "--out", str(out)]
     assert cli.main(argv) == 0
-    assert json.loads((out / "config.json").read_text())["numerics"]["torch_threads"] == 1
-    fails(_with(argv, "--threads", "2") + ["--resume"], r"--resume with other settings .*\['numerics', 'threads'\]")
+    assert json.loads((out / "config.json").read_text())["environment"]["torch_threads"] == 1
+    fails(_with(argv, "--threads", "2") + ["--resume"],
+          r"config.json was written with other settings \(environment.torch_threads\)")
     (out / "config.json").unlink()
-    (out / "runs" / "TA__concat" / "seed0" / "result.json").unlink()
+    (out / "T+A concat" / "seed0" / "result.json").unlink()
     before = _tree(out)
-    fails(_with(argv, "--threads", "2") + ["--resume"], r"last.pt was written by a run with other settings")
+    fails(_with(argv, "--threads", "2") + ["--resume"], r"checkpoint.pt was written by a run with other settings")
     assert _tree(out) == before and not (out / "config.json").exists()
     assert cli.main(argv + ["--resume"]) == 0
 

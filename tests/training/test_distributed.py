@@ -11,6 +11,7 @@ Tolerances:
   same comparison agrees to ~1e-5.
 """
 
+import csv
 import json
 import os
 import subprocess
@@ -82,6 +83,11 @@ def test_deq_fusion_gradients_under_ddp(tmp_path):
     assert rep["ddp_vs_full_batch"] < 1e-9
 
 
+def _history(out):
+    with (out / "T+A+V deq" / "seed0" / "history.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
 def test_torchrun_mosi_features_matches_one_process(shared_data_dir, tmp_path):
     # every solve runs its 20 iterations (--f-tol 1e-12) and no random Jacobian probes are drawn (--lambda-jac 0):
     # the per-sample answers then do not depend on how the global batch is split, and the two runs agree to float
@@ -95,17 +101,17 @@ def test_torchrun_mosi_features_matches_one_process(shared_data_dir, tmp_path):
     _torchrun(["-m", "deqfusion.cli", *common, "--out", str(tmp_path / "two")], tmp_path)
 
     def result(d):
-        return json.loads((tmp_path / d / "runs" / "TAV__deq" / "seed0" / "result.json").read_text())
+        return json.loads((tmp_path / d / "T+A+V deq" / "seed0" / "result.json").read_text())
 
     one, two = result("one"), result("two")
     assert one["world_size"] == 1 and two["world_size"] == 2
     assert two["guard"]["steps"] == one["guard"]["steps"] == 2 * 11  # 1284 samples / 128 per global batch
     assert two["guard"]["skipped"] == 0
-    assert abs(two["valid"]["mae"] - one["valid"]["mae"]) < 1e-5  # measured 8e-7
+    assert abs(two["val"]["mae"] - one["val"]["mae"]) < 1e-5  # measured 8e-7
     assert abs(two["test"]["mae"] - one["test"]["mae"]) < 1e-5
-    for h1, h2 in zip(one["history"], two["history"], strict=True):
-        assert abs(h1["train_loss"] - h2["train_loss"]) < 1e-5
-        assert h2["valid_n"] == h1["valid_n"] == 227  # metrics cover the whole dev split, gathered
+    for h1, h2 in zip(_history(tmp_path / "one"), _history(tmp_path / "two"), strict=True):
+        assert abs(float(h1["train_loss"]) - float(h2["train_loss"])) < 1e-5
+        assert h2["valid_n"] == h1["valid_n"] == "227"  # metrics cover the whole dev split, gathered
     # only rank 0 wrote: the same files as the single-process run, none left half-written
     files = sorted(str(p.relative_to(tmp_path / "two")) for p in (tmp_path / "two").rglob("*"))
     assert files == sorted(str(p.relative_to(tmp_path / "one")) for p in (tmp_path / "one").rglob("*"))

@@ -1,6 +1,6 @@
 """``deqfusion plot convergence``: how a trained DEQ fusion reaches its fixed point on test data.
 
-Loads a trained model from an experiment's output folder (``deqfusion omics`` or ``deqfusion mosi-features``:
+Loads a trained model from an experiment's output folder (``deqfusion omics``, ``mosi-features``, ...:
 ``--run DIR`` with ``--fusion LABEL`` and ``--seed K``, or ``--checkpoint`` pointing at a run's
 ``checkpoint.pt`` / ``best.pt``), rebuilds the run's test inputs exactly as training saw them (same split,
 scaling and selected weights), and feeds them through the model up to the fusion. Then it solves the fusion's
@@ -19,17 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
 from ..benchmarking.convergence import JOINT, band_summary, residual_traces, steps_to_reach
 from ..errors import UserError
 from ..fusion.deq_fusion import DEQFusion
-from ..training.checkpoint import CheckpointError, load_checkpoint
 from ..training.results import write_json
 
 NAME = "plot"
@@ -48,7 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c = sub.add_parser("convergence", help="relative residual vs solver step, per component, on test data",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = c.add_argument_group("model")
-    src.add_argument("--run", default=None, metavar="DIR", help="output folder of deqfusion omics / mosi-features")
+    src.add_argument("--run", default=None, metavar="DIR",
+                     help="output folder of an experiment command (omics, mosi-features, ...)")
     src.add_argument("--fusion", default=None, metavar="LABEL",
                      help="which fusion of the run (its folder name; default: the first DEQ-type fusion)")
     src.add_argument("--seed", type=int, default=None, help="which seed of the run (default: the first)")
@@ -77,12 +75,8 @@ def _locate(args) -> tuple[Path, str | None, int | None]:
             raise UserError(f"checkpoint not found: {ckpt}")
         m = re.fullmatch(r"seed(-?\d+)", ckpt.parent.name)
         if m is None:
-            raise UserError(f"{ckpt}: expected a run's <fusion>/seed<k>/ checkpoint (omics or mosi-features)")
-        label = ckpt.parent.parent.name
-        run = ckpt.parent.parent.parent
-        if run.name == "runs":  # mosi-features: runs/<subset>__<fusion>/seed<k>/best.pt
-            run = run.parent
-        return run, label, int(m.group(1))
+            raise UserError(f"{ckpt}: expected a run's <variant>/seed<k>/ checkpoint")
+        return ckpt.parent.parent.parent, ckpt.parent.parent.name, int(m.group(1))
     if not args.run:
         raise UserError("give --run DIR (an experiment's output folder) or --checkpoint PATH")
     return Path(args.run), args.fusion, args.seed
@@ -91,7 +85,7 @@ def _locate(args) -> tuple[Path, str | None, int | None]:
 def _read_config(run: Path) -> dict:
     path = run / "config.json"
     if not path.is_file():
-        raise UserError(f"{run} holds no config.json: not an output folder of deqfusion omics / mosi-features")
+        raise UserError(f"{run} holds no config.json: not an output folder of an experiment command")
     return json.loads(path.read_text())
 
 
@@ -123,10 +117,15 @@ def _capture_fusion_inputs(model: torch.nn.Module, call) -> list:
 
 def load_experiment_run(run: Path, label: str | None, seed: int | None, data_dir: str | None) -> dict:
     """A run folder of the experiment runner: its experiment rebuilds the selected model and test inputs."""
-    from ..experiments import omics as _omics  # noqa: F401  (registers the experiments plot can read)
+    import importlib
+
     from ..experiments.runner import get_experiment, load_run
 
     loaded = load_run(run)
+    try:  # an experiment registers itself when its module is imported
+        importlib.import_module(f"deqfusion.experiments.{loaded.experiment}")
+    except ImportError:
+        pass
     exp = get_experiment(loaded.experiment)
     if exp.restore is None:
         raise UserError(f"{run}: the {loaded.experiment} experiment has no model to plot")
@@ -143,58 +142,13 @@ def load_experiment_run(run: Path, label: str | None, seed: int | None, data_dir
     return {**restored, "xs": xs, "mask": mask, "label": label, "seed": seed}
 
 
-def load_mosi_features_run(run: Path, cfg: dict, label: str | None, seed: int | None,
-                           data_dir: str | None) -> dict:
-    from ..data.mosi import load_mosi_features, standardize
-    from ..models.mosi_features import MosiFeatureModel
-    from ..training.mosi_regression import parse_subset, split_tensors, subset_label
-    from .mosi_features import fusion_options
-
-    runs = sorted(p.name for p in (run / "runs").glob("*__*") if p.is_dir())
-    if label is None:
-        label = next((r for r in runs if r.split("__", 1)[1] in ("deq", "unrolled")), None)
-        if label is None:
-            raise UserError(f"{run}: no DEQ-type fusion run among {runs}")
-    if label not in runs:
-        raise UserError(f"{run}: no run {label!r}; the run folder has {runs}")
-    letters, fname = label.split("__", 1)
-    mods = parse_subset("+".join(letters))
-    seed = _pick_seed(seed, cfg["seeds"])
-    ckpt = run / "runs" / label / f"seed{seed}" / "best.pt"
-    try:
-        state = load_checkpoint(ckpt)
-    except CheckpointError as exc:
-        raise UserError(str(exc)) from None
-    folder = data_dir or cfg.get("data_dir") or os.environ.get("DEQFUSION_DATA_DIR")
-    if not folder:
-        raise UserError("no data folder: pass --data-dir or set DEQFUSION_DATA_DIR")
-    data = load_mosi_features(folder)
-    if cfg.get("split", "standard") == "bclstm":  # the leak-free protocol of mosi-features --split bclstm
-        from ..data.mosi import resplit_by_source
-
-        data = resplit_by_source(data)
-    if not cfg.get("no_standardize"):
-        data = standardize(data)
-    model = MosiFeatureModel({m: data.dims[m] for m in mods}, fusion=fname, hidden=cfg["hidden"],
-                             dropout=cfg["dropout"], input_dropout=cfg["input_dropout"],
-                             fusion_options=fusion_options(fname, SimpleNamespace(**cfg)))
-    model.load_state_dict(state["model"])
-    test = split_tensors(data.splits["test"], mods)
-    xs, mask = _capture_fusion_inputs(model, lambda: model({m: test[m] for m in mods}))
-    n = int(test["labels"].numel())
-    return {"model": model, "xs": xs, "mask": mask, "names": list(mods),
-            "title": f"CMU-MOSI features test split ({n} samples), {subset_label(mods)} {fname}, seed {seed}",
-            "label": label, "seed": seed, "checkpoint": str(ckpt), "n_samples": n}
-
-
 def load_run(args) -> dict:
     run, label, seed = _locate(args)
     cfg = _read_config(run)
     if "experiment" in cfg:
         return load_experiment_run(run, label, seed, args.data_dir)
-    if "subsets" in cfg:
-        return load_mosi_features_run(run, cfg, label, seed, args.data_dir)
-    raise UserError(f"{run}/config.json is not from deqfusion omics or mosi-features")
+    raise UserError(f"{run}/config.json is not the output folder of an experiment command (omics, missing, "
+                    "mosi-features, ...)")
 
 
 # ------------------------------------------------------------------------------------------------- figure

@@ -8,7 +8,6 @@ from collections.abc import Callable, Mapping
 
 from torch import nn
 
-from ..errors import UserError
 from ..training.minibatch import MinibatchTrainer, TrainerConfig, TrainingDiverged
 from .runner import Run
 
@@ -28,8 +27,8 @@ def fit(run: Run, trainer: MinibatchTrainer, splits: Mapping[str, Mapping], vali
     runner's keys (``val``, ``train_seconds``, ``solver_steps`` of the test split)."""
     try:
         result = trainer.fit(splits["train"], splits[valid], splits["test"], resume=run.resume)
-    except TrainingDiverged as exc:
-        raise UserError(f"{run.label} seed {run.seed}: {exc}") from exc
+    except TrainingDiverged as exc:  # a failed run (exit status 3), named
+        raise TrainingDiverged(f"{run.label} seed {run.seed}: {exc}") from exc
     result = dict(result)
     result["val"] = result.pop("valid")
     result["train_seconds"] = result.pop("train_time_s")
