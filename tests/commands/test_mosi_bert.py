@@ -1,6 +1,7 @@
 """The Cross-Modal BERT command end to end on files of the real structure: TSV transcripts, an audio pickle of
 (n, L, 5) arrays, and a tiny random BERT saved to a folder."""
 
+import csv
 import json
 import pickle
 
@@ -45,14 +46,15 @@ def test_mosi_bert_command(tmp_path, capsys):
     out = tmp_path / "run"
     argv = _argv(text_dir, audio, bert, out, "--fusion", "cmbert", "--seeds", "0", "1")
     assert main(argv) == 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary[0]["fusion"] == "cmbert" and summary[0]["seeds"] == [0, 1]
-    assert len(summary[0]["test"]["acc2_ref"]["values"]) == 2
-    res = json.loads((out / "runs" / "cmbert" / "seed0" / "result.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())["summary"]
+    assert list(summary) == ["cmbert"] and summary["cmbert"]["seeds"] == [0, 1]
+    assert len(summary["cmbert"]["test_acc2_ref"]["values"]) == 2
+    res = json.loads((out / "cmbert" / "seed0" / "result.json").read_text())
     assert res["test"]["n"] == COUNTS["test"] and res["selection"]["metric"] == "loss"
-    assert res["epochs_run"] == 2
+    assert res["epochs_run"] == 2 and res["health"]["degenerate"] is None
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["counts"] == COUNTS
+    assert cfg["data"]["counts"] == COUNTS
+    assert set(cfg["environment"]) >= {"torch_threads", "world_size", "dtype", "device_type", "model_code"}
     assert "acc2_ref" in (out / "summary.md").read_text()
     assert main(argv + ["--resume"]) == 0
 
@@ -69,8 +71,10 @@ def test_mosi_bert_deq(tmp_path):
     with open(audio, "wb") as fh:
         pickle.dump(tuple(a[:, :10] for a in arrays), fh)
     assert main(argv) == 0
-    res = json.loads((out / "runs" / "deq" / "seed0" / "result.json").read_text())
-    assert res["history"][0]["train_solver_steps"] > 0 and np.isfinite(res["test"]["mae"])
+    res = json.loads((out / "deq" / "seed0" / "result.json").read_text())
+    with (out / "deq" / "seed0" / "history.csv").open() as f:
+        assert float(next(csv.DictReader(f))["train_solver_steps"]) > 0
+    assert np.isfinite(res["test"]["mae"])
 
 
 def test_mosi_bert_misaligned_audio(tmp_path, capsys):
