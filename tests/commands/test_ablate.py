@@ -35,7 +35,7 @@ def test_ablation_runs_both_datasets_and_writes_one_table(shared_data_dir, tmp_p
         assert 0 <= float(r["acc" if r["dataset"] == "rosmap" else "acc2_neg_pos"]) <= 1
     assert (out / "rosmap" / "deq_purify-False" / "seed0" / "result.json").is_file()
     assert (out / "rosmap" / "deq_b_mode-phantom_phantom_steps-5" / "seed0" / "result.json").is_file()
-    assert (out / "mosi" / "runs" / "fuse-only" / "seed0" / "best.pt").is_file()
+    assert (out / "mosi" / "fuse-only" / "seed0" / "best.pt").is_file()
     summary = json.loads((out / "summary.json").read_text())["summary"]
     assert summary["mosi"]["full"]["mae"]["values"] == [float(by["mosi", "full"]["mae"])]
     md = (out / "summary.md").read_text()

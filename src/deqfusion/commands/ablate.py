@@ -34,8 +34,6 @@ import shlex
 import time
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from ..errors import UserError
 from ..experiments.fusion_spec import parse_fusion_spec
 from ..training.checkpoint import atomic_write_json
@@ -209,76 +207,29 @@ def plan_mosi(args, out: Path) -> dict:
 
 
 def run_mosi(args, out: Path, plan: dict) -> list[dict]:
-    """All MOSI variants with the mosi-features model, trainer and settings, subset T+A+V."""
-    import torch
-
-    from ..data.mosi import load_mosi_features, standardize
-    from ..experiments.runner import numerics
-    from ..models.mosi_features import MosiFeatureModel
-    from ..training.minibatch import MinibatchTrainer, TrainerConfig
-    from ..training.mosi_regression import feature_step_fn, metric_fn, parse_subset, split_tensors
-    from ..training.seed import seed_everything
+    """All MOSI variants through the mosi-features experiment (its model, trainer and settings, subset T+A+V),
+    each variant a runner variant with its fusion options."""
+    from ..experiments import mosi_features as experiment
+    from ..experiments.runner import run_experiment
+    from ..training.mosi_regression import parse_subset
 
     ms, variants = plan["ms"], plan["variants"]
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    settings = {k: v for k, v in vars(ms).items() if k not in ("out", "resume", "fusion", "seeds", "subsets",
-                                                                "data_dir", "threads")}
-    settings["numerics"] = numerics({"device": ms.device})  # threads, world size, dtype, device type, model code
-    data = load_mosi_features(args.data_dir)
-    if getattr(ms, "split", "standard") == "bclstm":
-        from ..data.mosi import resplit_by_source
-
-        data = resplit_by_source(data)
-    if not ms.no_standardize:
-        data = standardize(data)
-    mods = parse_subset("T+A+V")
-    splits = {s: split_tensors(data.splits[s], mods) for s in ("train", "dev", "test")}
-    cfg_path = out / "config.json"
-    cfg = {"settings": settings, "variants": variants, "seeds": list(args.seeds), "data": data.summary()}
-    if cfg_path.is_file():
-        old = json.loads(cfg_path.read_text())
-        if old.get("settings") != json.loads(json.dumps(settings)):
-            raise UserError(f"{out} holds MOSI runs with other settings; use another --out")
-    atomic_write_json(cfg_path, cfg)
-
-    rows, done = [], {}
-    jobs = [(v, seed) for v in variants for seed in args.seeds]
-    for v, seed in tqdm(jobs, desc="mosi ablation", disable=not args.progress, dynamic_ncols=True):
-        src = v["same_as"] or v["variant"]
-        run_dir = out / "runs" / src / f"seed{seed}"
-        if (src, seed) not in done:
-            result_path = run_dir / "result.json"
-            fingerprint = {"settings": settings, "fusion": v["fusion"], "options": v["options"], "seed": seed}
-            if args.resume and result_path.is_file() and \
-                    json.loads(result_path.read_text()).get("fingerprint") == json.loads(json.dumps(fingerprint)):
-                result = json.loads(result_path.read_text())
-            else:
-                seed_everything(seed)
-                model = MosiFeatureModel({m: data.dims[m] for m in mods}, fusion=v["fusion"], hidden=ms.hidden,
-                                         dropout=ms.dropout, input_dropout=ms.input_dropout,
-                                         fusion_options=v["options"])
-                tcfg = TrainerConfig(
-                    max_epochs=ms.epochs, batch_size=ms.batch_size, eval_batch_size=512, lr=ms.lr,
-                    weight_decay=ms.weight_decay, group_lrs={"fusion": ms.fusion_lr} if ms.fusion_lr else {},
-                    select_metric=ms.select,
-                    select_mode="max" if ms.select.startswith(("acc", "f1", "corr")) else "min",
-                    patience=ms.patience, grad_clip=ms.grad_clip, seed=seed, device=ms.device,
-                    desc=f"mosi {src} seed {seed}",
-                )
-                trainer = MinibatchTrainer(model, feature_step_fn(mods, ms.lambda_jac, ms.loss), metric_fn, tcfg,
-                                           out_dir=run_dir, fingerprint=fingerprint)
-                result = trainer.fit(splits["train"], splits["dev"], splits["test"], resume=args.resume)
-                result["fingerprint"] = fingerprint
-                write_json(result_path, result)
-            done[(src, seed)] = result
-        result = done[(src, seed)]
-        row = {"dataset": "mosi", "variant": v["variant"], "same_as": v["same_as"] or "", "seed": seed,
-               "fusion": v["fusion"], "options": json.dumps(v["options"], sort_keys=True),
-               **{k: result["test"][k] for k, *_ in TABLE["mosi"]},
-               "best_epoch": result["best_epoch"], "epochs_run": result["epochs_run"],
-               "train_seconds": round(result["train_time_s"], 2)}
-        rows.append(row)
+    ms.data_dir, ms.fusion, ms.subsets = args.data_dir, ["deq"], ["T+A+V"]
+    settings, _ = experiment.configure(ms)
+    runs = [{"label": v["variant"], "subset": "T+A+V", "modalities": parse_subset("T+A+V"),
+             "fusion": v["fusion"], "options": v["options"]} for v in variants if not v["same_as"]]
+    res = run_experiment(experiment.MOSI_FEATURES, settings, runs, args.seeds, out, resume=args.resume,
+                         progress=args.progress, threads=args.threads)
+    by_run = {(r["label"], r["seed"]): r for r in res["rows"]}
+    rows = []
+    for v in variants:
+        for seed in args.seeds:
+            r = by_run[(v["same_as"] or v["variant"], seed)]
+            rows.append({"dataset": "mosi", "variant": v["variant"], "same_as": v["same_as"] or "", "seed": seed,
+                         "fusion": v["fusion"], "options": json.dumps(v["options"], sort_keys=True),
+                         **{k: r[f"test_{k}"] for k, *_ in TABLE["mosi"]},
+                         "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
+                         "train_seconds": round(r["train_seconds"], 2)})
     return rows
 
 
