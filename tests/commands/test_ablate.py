@@ -4,8 +4,8 @@ import json
 import pytest
 
 from deqfusion.cli import main
-from deqfusion.commands.ablate import VARIANTS, resolve_variants
 from deqfusion.errors import UserError
+from deqfusion.experiments.ablation import VARIANTS, resolve_variants
 
 
 def _argv(data, out, *extra):

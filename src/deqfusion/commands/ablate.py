@@ -35,40 +35,15 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
+from ..experiments.ablation import DATASETS, TABLE, VARIANTS, resolve_variants, write_results
 from ..experiments.fusion_spec import parse_fusion_spec
 from ..training.checkpoint import atomic_write_json
-from ..training.results import markdown_table, summarize, write_csv, write_json
 
 NAME = "ablate"
 HELP = "DEQ fusion ablations (purify gate, per-modality blocks, Jacobian loss, unrolling, solver, gradient)"
 DESCRIPTION = __doc__
 
 log = logging.getLogger(__name__)
-
-#: variant -> (registered fusion, options added to the experiment's defaults for that fusion)
-VARIANTS: dict[str, tuple[str, dict]] = {
-    "full": ("deq", {}),
-    "no-purify": ("deq", {"purify": False}),
-    "fuse-only": ("deq", {"unimodal": False}),
-    "no-jac": ("deq", {"jac_n_probes": 0}),
-    "unrolled-k1": ("unrolled", {"unrolled_steps": 1}),
-    "unrolled-k2": ("unrolled", {"unrolled_steps": 2}),
-    "unrolled-k4": ("unrolled", {"unrolled_steps": 4}),
-    "unrolled-k8": ("unrolled", {"unrolled_steps": 8}),
-    "broyden": ("deq", {"f_solver": "broyden", "b_solver": "broyden"}),
-    "implicit": ("deq", {"b_mode": "implicit", "b_max_iter": 30, "b_tol": 1e-3}),
-    "phantom": ("deq", {"b_mode": "phantom", "phantom_steps": 5}),
-}
-
-DATASETS = ("rosmap", "mosi")
-
-#: (key in the per-seed rows, column title, scale, digits) of the summary table, per dataset
-TABLE = {
-    "rosmap": [("acc", "ACC %", 100, 1), ("f1", "F1 %", 100, 1), ("auc", "AUC %", 100, 1)],
-    "mosi": [("mae", "MAE", 1, 3), ("corr", "Corr", 1, 3), ("acc2_neg_pos", "Acc-2 %", 100, 1)],
-}
-TITLES = {"rosmap": "ROSMAP", "mosi": "MOSI T+A+V"}
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
@@ -88,24 +63,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------------------------------- variants
-
-
-def resolve_variants(names, base_options) -> list[dict]:
-    """``[{"variant", "fusion", "options", "same_as"}]``: ``options`` = ``base_options(fusion)`` updated by the
-    variant's; ``same_as`` names an earlier variant with identical fusion and options (then it is not rerun)."""
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown:
-        raise UserError(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
-    if len(set(names)) != len(names):
-        raise UserError(f"--variants lists a variant twice: {names}")
-    out = []
-    for name in names:
-        fusion, opts = VARIANTS[name]
-        resolved = dict(base_options(fusion))
-        resolved.update(opts)
-        same = next((v["variant"] for v in out if v["fusion"] == fusion and v["options"] == resolved), None)
-        out.append({"variant": name, "fusion": fusion, "options": resolved, "same_as": same})
-    return out
 
 
 def _sub_parser(module) -> argparse.ArgumentParser:
@@ -236,45 +193,6 @@ def run_mosi(args, out: Path, plan: dict) -> list[dict]:
 # ------------------------------------------------------------------------------------------------ table
 
 
-def summarize_rows(rows: list[dict]) -> dict:
-    """``{dataset: {variant: {metric: {mean, std, values}}}}`` over seeds."""
-    out: dict = {}
-    for ds in DATASETS:
-        mine = [r for r in rows if r["dataset"] == ds]
-        for variant in dict.fromkeys(r["variant"] for r in mine):
-            per = [r for r in mine if r["variant"] == variant]
-            keys = [k for k, *_ in TABLE[ds]] + ["train_seconds", "epochs_run"]
-            s = summarize(per, keys)
-            s["same_as"] = per[0]["same_as"]
-            s["n_seeds"] = len(per)
-            out.setdefault(ds, {})[variant] = s
-    return out
-
-
-def summary_table(summary: dict, variants: list[str]) -> str:
-    datasets = [ds for ds in DATASETS if ds in summary]
-    header = ["variant"]
-    for ds in datasets:
-        header += [f"{TITLES[ds]} {title}" for _, title, *_ in TABLE[ds]] + [f"{TITLES[ds]} s / run"]
-    table = []
-    for v in variants:
-        row = [v]
-        for ds in datasets:
-            s = summary[ds].get(v)
-            if s is None:
-                row += [""] * (len(TABLE[ds]) + 1)
-                continue
-            row += [f"{s[k]['mean'] * sc:.{d}f} +- {s[k]['std'] * sc:.{d}f}" for k, _, sc, d in TABLE[ds]]
-            row.append(f"{s['train_seconds']['mean']:.0f}")
-        same = {summary[ds][v]["same_as"] for ds in datasets if v in summary[ds] and summary[ds][v]["same_as"]}
-        if same:
-            row[0] += " (" + ", ".join(f"= {x}" for x in sorted(same)) + (
-                f" on {', '.join(TITLES[ds] for ds in datasets if summary[ds].get(v, {}).get('same_as'))})"
-                if len(datasets) > 1 else ")")
-        table.append(row)
-    return markdown_table(header, table)
-
-
 def run(args) -> int:
     if not args.seeds or len(set(args.seeds)) != len(args.seeds):
         raise UserError(f"--seeds must be distinct, got {args.seeds}")
@@ -304,23 +222,6 @@ def run(args) -> int:
         rows += run_rosmap(args, out / "rosmap", plans["rosmap"])
     if "mosi" in plans:
         rows += run_mosi(args, out / "mosi", plans["mosi"])
-    write_csv(out / "per_seed.csv", rows)
-    summary = summarize_rows(rows)
-    write_json(out / "summary.json", {"summary": summary, "seeds": args.seeds,
-                                      "wall_seconds": time.perf_counter() - t0})
-    flat = []
-    for ds, per in summary.items():
-        for v, s in per.items():
-            row = {"dataset": ds, "variant": v, "same_as": s["same_as"], "n_seeds": s["n_seeds"]}
-            for k, *_ in TABLE[ds]:
-                row[f"{k}_mean"], row[f"{k}_std"] = s[k]["mean"], s[k]["std"]
-            row["train_seconds_mean"] = s["train_seconds"]["mean"]
-            flat.append(row)
-    write_csv(out / "summary.csv", flat)
-    title = (f"Ablations, test metrics, mean +- std over {len(args.seeds)} seed(s) {args.seeds}; ROSMAP selected "
-             "on a stratified validation split of the training files, MOSI on the dev split")
-    table = summary_table(summary, args.variants)
-    (out / "summary.md").write_text(title + "\n\n" + table + "\n")
-    print(title + "\n\n" + table)
+    print(write_results(out, rows, args.seeds, args.variants, time.perf_counter() - t0))
     print(f"\n{len(rows)} row(s); results in {out}")
     return 0
