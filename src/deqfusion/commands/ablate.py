@@ -35,8 +35,8 @@ import time
 from pathlib import Path
 
 from ..errors import UserError
-from ..experiments.ablation import DATASETS, TABLE, VARIANTS, resolve_variants, write_results
-from ..experiments.fusion_spec import parse_fusion_spec
+from ..experiments import ablation
+from ..experiments.ablation import DATASETS, VARIANTS, resolve_variants, write_results
 from ..training.checkpoint import atomic_write_json
 
 NAME = "ablate"
@@ -81,10 +81,6 @@ def _parse_sub(module, argv: list[str], what: str) -> argparse.Namespace:
     return ns
 
 
-def _spec(fusion: str, options: dict) -> str:
-    return fusion + (":" + ",".join(f"{k}={v}" for k, v in options.items()) if options else "")
-
-
 # --------------------------------------------------------------------------------------------- ROSMAP
 
 
@@ -106,43 +102,20 @@ def plan_rosmap(args, out: Path) -> dict:
 
 
 def run_rosmap(args, out: Path, plan: dict) -> list[dict]:
-    """All ROSMAP variants through ``deqfusion omics`` (one call, every variant a fusion spec)."""
+    """All ROSMAP variants through the omics experiment (every variant a fusion spec)."""
     from . import omics
 
-    extra, variants = plan["extra"], plan["variants"]
-    # the variant's own options only: the omics command adds its defaults back (the same as base())
-    specs, label_of = [], {}
-    for v in variants:
-        if v["same_as"]:
-            continue
-        spec = _spec(v["fusion"], VARIANTS[v["variant"]][1])
-        specs.append(spec)
-        label_of[v["variant"]] = parse_fusion_spec(spec).label
-    data_dir = str(Path(args.data_dir) / "rosmap") if args.data_dir else None
+    extra = plan["extra"]
+    specs, label_of = ablation.rosmap_specs(plan["variants"])
     argv = ["--dataset", "rosmap", "--out", str(out), "--seeds", *map(str, args.seeds), "--fusion", *specs, *extra]
-    if data_dir and "--data-dir" not in extra:
-        argv += ["--data-dir", data_dir]
+    if args.data_dir and "--data-dir" not in extra:
+        argv += ["--data-dir", str(Path(args.data_dir) / "rosmap")]
     if args.threads and "--threads" not in extra:
         argv += ["--threads", str(args.threads)]
     if not args.progress:
         argv.append("--no-progress")
-    ns = _parse_sub(omics, argv, "deqfusion omics")
-    ns.resume = args.resume
-    omics.run(ns)
-    rows = []
-    for v in variants:
-        label = label_of[v["same_as"] or v["variant"]]
-        for seed in args.seeds:
-            res = json.loads((out / label / f"seed{seed}" / "result.json").read_text())
-            row = {"dataset": "rosmap", "variant": v["variant"], "same_as": v["same_as"] or "", "seed": seed,
-                   "fusion": v["fusion"], "options": json.dumps(v["options"], sort_keys=True),
-                   **{k: res["test"][k] for k, *_ in TABLE["rosmap"]},
-                   "best_epoch": res["best_epoch"], "epochs_run": res["epochs_run"],
-                   "train_seconds": round(res["train_seconds"], 2)}
-            if "solver_steps" in res["test"]:
-                row["test_solver_steps"] = res["test"]["solver_steps"]
-            rows.append(row)
-    return rows
+    return ablation.run_rosmap(_parse_sub(omics, argv, "deqfusion omics"), plan["variants"], label_of, out,
+                               args.resume)
 
 
 # ----------------------------------------------------------------------------------------------- MOSI
@@ -164,30 +137,8 @@ def plan_mosi(args, out: Path) -> dict:
 
 
 def run_mosi(args, out: Path, plan: dict) -> list[dict]:
-    """All MOSI variants through the mosi-features experiment (its model, trainer and settings, subset T+A+V),
-    each variant a runner variant with its fusion options."""
-    from ..experiments import mosi_features as experiment
-    from ..experiments.runner import run_experiment
-    from ..training.mosi_regression import parse_subset
-
-    ms, variants = plan["ms"], plan["variants"]
-    ms.data_dir, ms.fusion, ms.subsets = args.data_dir, ["deq"], ["T+A+V"]
-    settings, _ = experiment.configure(ms)
-    runs = [{"label": v["variant"], "subset": "T+A+V", "modalities": parse_subset("T+A+V"),
-             "fusion": v["fusion"], "options": v["options"]} for v in variants if not v["same_as"]]
-    res = run_experiment(experiment.MOSI_FEATURES, settings, runs, args.seeds, out, resume=args.resume,
-                         progress=args.progress, threads=args.threads)
-    by_run = {(r["label"], r["seed"]): r for r in res["rows"]}
-    rows = []
-    for v in variants:
-        for seed in args.seeds:
-            r = by_run[(v["same_as"] or v["variant"], seed)]
-            rows.append({"dataset": "mosi", "variant": v["variant"], "same_as": v["same_as"] or "", "seed": seed,
-                         "fusion": v["fusion"], "options": json.dumps(v["options"], sort_keys=True),
-                         **{k: r[f"test_{k}"] for k, *_ in TABLE["mosi"]},
-                         "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
-                         "train_seconds": round(r["train_seconds"], 2)})
-    return rows
+    plan["ms"].data_dir = args.data_dir
+    return ablation.run_mosi(plan["ms"], plan["variants"], args.seeds, out, args.resume, args.progress, args.threads)
 
 
 # ------------------------------------------------------------------------------------------------ table

@@ -3,10 +3,13 @@ defaults, and the combined table over ROSMAP and the CMU-MOSI features."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..errors import UserError
 from ..training.results import markdown_table, summarize, write_csv, write_json
+from .fusion_spec import parse_fusion_spec
+from .runner import run_experiment
 
 #: variant -> (registered fusion, options added to the experiment's defaults for that fusion)
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -110,3 +113,62 @@ def write_results(out: Path, rows: list[dict], seeds: list[int], variants: list[
     table = summary_table(summary, variants)
     (out / "summary.md").write_text(title + "\n\n" + table + "\n")
     return title + "\n\n" + table
+
+
+def rosmap_specs(variants: list[dict]) -> tuple[list[str], dict[str, str]]:
+    """The omics fusion specs of the variants trained (the variant's own options: the omics experiment adds its
+    defaults back) and each variant's run label."""
+    specs, label_of = [], {}
+    for v in variants:
+        if v["same_as"]:
+            continue
+        opts = VARIANTS[v["variant"]][1]
+        spec = v["fusion"] + (":" + ",".join(f"{k}={val}" for k, val in opts.items()) if opts else "")
+        specs.append(spec)
+        label_of[v["variant"]] = parse_fusion_spec(spec).label
+    return specs, label_of
+
+
+def run_rosmap(ns, variants: list[dict], label_of: dict[str, str], out: Path, resume: bool) -> list[dict]:
+    """The ROSMAP variants through the omics experiment; ``ns``: the omics command's options, ``--fusion`` the
+    variants' specs."""
+    from . import omics
+
+    settings, runs = omics.configure(ns)
+    res = run_experiment(omics.OMICS, settings, runs, ns.seeds, out, resume=resume, progress=ns.progress,
+                         threads=ns.threads)
+    return _rows("rosmap", variants, ns.seeds, res["rows"], label_of)
+
+
+def run_mosi(ms, variants: list[dict], seeds: list[int], out: Path, resume: bool, progress: bool,
+             threads: int | None) -> list[dict]:
+    """The MOSI variants as runner variants of the mosi-features experiment (its model, trainer and settings,
+    subset T+A+V, the variant's fusion options); ``ms``: the mosi-features command's options."""
+    from ..training.mosi_regression import parse_subset
+    from . import mosi_features
+
+    ms.fusion, ms.subsets = ["deq"], ["T+A+V"]
+    settings, _ = mosi_features.configure(ms)
+    runs = [{"label": v["variant"], "subset": "T+A+V", "modalities": parse_subset("T+A+V"),
+             "fusion": v["fusion"], "options": v["options"]} for v in variants if not v["same_as"]]
+    res = run_experiment(mosi_features.MOSI_FEATURES, settings, runs, seeds, out, resume=resume, progress=progress,
+                         threads=threads)
+    return _rows("mosi", variants, seeds, res["rows"], {v["variant"]: v["variant"] for v in variants})
+
+
+def _rows(dataset: str, variants: list[dict], seeds, run_rows: list[dict], label_of: dict[str, str]) -> list[dict]:
+    """One ablation row per variant and seed (a variant equal to an earlier one reports that one's runs)."""
+    by_run = {(r["label"], r["seed"]): r for r in run_rows}
+    rows = []
+    for v in variants:
+        for seed in seeds:
+            r = by_run[(label_of[v["same_as"] or v["variant"]], seed)]
+            row = {"dataset": dataset, "variant": v["variant"], "same_as": v["same_as"] or "", "seed": seed,
+                   "fusion": v["fusion"], "options": json.dumps(v["options"], sort_keys=True),
+                   **{k: r[f"test_{k}"] for k, *_ in TABLE[dataset]},
+                   "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
+                   "train_seconds": round(r["train_seconds"], 2)}
+            if dataset == "rosmap" and "test_solver_steps" in r:
+                row["test_solver_steps"] = r["test_solver_steps"]
+            rows.append(row)
+    return rows
