@@ -37,6 +37,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..experiments import ablation
 from ..experiments.ablation import DATASETS, VARIANTS, resolve_variants, write_results
+from ..experiments.runner import add_run_arguments
 from ..training.checkpoint import atomic_write_json
 
 NAME = "ablate"
@@ -49,17 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), metavar="NAME",
                    help=f"variants to run (default all): {', '.join(VARIANTS)}")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--data-dir", default=os.environ.get("DEQFUSION_DATA_DIR"),
                    help="folder holding rosmap/ and cmu-mosi-bclstm/ (default $DEQFUSION_DATA_DIR)")
     p.add_argument("--omics-args", default="", metavar="'ARGS'",
                    help="extra options for deqfusion omics, in one quoted string (e.g. '--epochs 100')")
     p.add_argument("--mosi-args", default="", metavar="'ARGS'",
                    help="extra options of deqfusion mosi-features for the MOSI runs (e.g. '--epochs 20')")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--resume", action="store_true", help="continue the runs found in --out")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_run_arguments(p)
 
 
 # ------------------------------------------------------------------------------------------- variants

@@ -22,16 +22,12 @@ also printed) and ``bench.png`` (time and memory bars; needs matplotlib, skip wi
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 from pathlib import Path
 
 import torch
 
 from ..errors import UserError
-from ..experiments.bench import B_MODES, MODES, SOLVERS, expand_configs, load_average, run_grid, summary_table
-from ..training.checkpoint import atomic_write_json
-from ..training.results import write_csv, write_json
+from ..experiments.bench import B_MODES, MODES, SOLVERS, expand_configs, run_and_write, summary_table
 
 NAME = "bench"
 HELP = "time and memory of DEQ fusion (solvers, backward modes) vs unrolled and concat fusion"
@@ -108,29 +104,11 @@ def run(args) -> int:
     cfg = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("verbose", "command")}
     cfg["out"] = str(out.resolve())
     cfg["configurations"] = configs
-    cfg["environment"] = {
-        "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-        "processor": platform.processor(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        "load_average_before": load_average(),
-    }
-    atomic_write_json(out / "config.json", cfg)
-    rows = run_grid(configs, batches=args.batch, widths=args.width, modalities=args.modalities, length=args.length,
-                    modes=args.modes, repeats=args.repeats, seed=args.seed, weight_scale=args.weight_scale,
-                    lambda_jac=args.lambda_jac, dtype=getattr(torch, args.dtype), memory=args.memory, device=device,
-                    progress=args.progress)
-    cfg["environment"]["load_average_after"] = load_average()
-    atomic_write_json(out / "config.json", cfg)
-    write_json(out / "results.json", {"environment": cfg["environment"], "results": rows})
-    write_csv(out / "results.csv", [{k: v for k, v in r.items() if k not in ("times_s", "options")} for r in rows])
-    table = summary_table(rows)
-    (out / "summary.md").write_text(table + "\n")
-    print(table)
-    if args.plot:
-        from ..benchmarking.figures import bench_figure
-
-        if any(not r.get("error") for r in rows):
-            bench_figure(rows, out / "bench.png")
+    rows = run_and_write(out, cfg, configs, device, plot=args.plot, batches=args.batch, widths=args.width,
+                         modalities=args.modalities, length=args.length, modes=args.modes, repeats=args.repeats,
+                         seed=args.seed, weight_scale=args.weight_scale, lambda_jac=args.lambda_jac,
+                         dtype=getattr(torch, args.dtype), memory=args.memory, progress=args.progress)
+    print(summary_table(rows))
     n_bad = sum(1 for r in rows if r.get("error"))
     load = cfg["environment"]
     print(f"\n{len(rows)} measurement(s), {n_bad} failed; load average {load['load_average_before']} -> "

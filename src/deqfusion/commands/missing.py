@@ -25,7 +25,7 @@ import argparse
 
 from ..experiments import missing as experiment
 from ..experiments.missing import DEFAULT_METHODS, METHODS
-from ..experiments.runner import run_experiment
+from ..experiments.runner import add_run_arguments, run_experiment
 
 NAME = "missing"
 HELP = "missing modality at test time: TCGA breast (mixOmics), protein absent from the test set"
@@ -35,10 +35,8 @@ DESCRIPTION = __doc__
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="the tcga-breast-mixomics folder or the data root holding it (default $DEQFUSION_DATA_DIR)")
-    p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, metavar="M",
                    help=f"methods to compare: {', '.join(METHODS)} (default: {' '.join(DEFAULT_METHODS)})")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--modality-dropout", type=float, default=0.3,
                    help="probability of hiding each modality of each training sample from the fusion (0.3)")
     p.add_argument("--hidden", type=int, default=100, help="encoder / fusion width (100)")
@@ -53,11 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--guard", choices=["skip", "phantom", "raise", "none"], default="skip",
                    help="divergence guard policy (default skip)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: faster than 2 for these small full-batch models on a shared "
-                   "machine; 0: torch's choice)")
-    p.add_argument("--resume", action="store_true", help="continue the runs found in --out")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_run_arguments(p, threads=1)  # one thread: faster than two for these small full-batch models
 
 
 def run(args) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..experiments import mmimdb as experiment
-from ..experiments.runner import run_experiment
+from ..experiments.runner import add_run_arguments, run_experiment
 from ..models.mmimdb import mmimdb_model_names
 
 NAME = "mmimdb"
@@ -34,7 +34,6 @@ def _default_device() -> str:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, type=Path, help="multimodal_imdb.hdf5 (MultiBench/GMU layout)")
-    p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument(
         "--fusion", nargs="+", default=["deq"], metavar="SPEC",
         help="fusions to compare: NAME or NAME:key=value,key=value (fusion options), NAME one of "
@@ -42,7 +41,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
              "(default: deq). deq and unrolled default to fusion_norm=gn_relu here, as in the reference's "
              "MM-IMDB code; the resolved options are written to config.json",
     )
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="random seeds (default 0 1 2)")
     p.add_argument("--max-epochs", type=int, default=1000)
     p.add_argument("--patience", type=int, default=6, help="epochs without better validation macro F1")
     p.add_argument("--batch-size", type=int, default=256)
@@ -56,8 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="row indices ending the train and validation splits (default: the fixed split for the "
                         "full file, the same fractions for a file of another size)")
     p.add_argument("--device", default=_default_device(), help="torch device (default: cuda if available)")
-    p.add_argument("--resume", action="store_true", help="continue the runs found in --out")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_run_arguments(p, seeds=[0, 1, 2])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings, variants = experiment.configure(args)
         res = run_experiment(experiment.MMIMDB, settings, variants, args.seeds, args.out, resume=args.resume,
-                             progress=args.progress)
+                             progress=args.progress, threads=args.threads)
         if ddp.is_main():
             print(res["tables"])
             print(f"results written to {args.out}")

@@ -22,7 +22,7 @@ import torch
 
 from ..experiments import mosi_bert as experiment
 from ..experiments.mosi_bert import head_options
-from ..experiments.runner import run_experiment
+from ..experiments.runner import add_run_arguments, run_experiment
 
 NAME = "mosi-bert"
 HELP = "CMU-MOSI with Cross-Modal BERT (text + audio), DEQ fusion of the attention maps or the plain model"
@@ -38,10 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "default $DEQFUSION_DATA_DIR")
     p.add_argument("--audio", required=True, help="the audio pickle (MOSI_cmu_audio_CLS.pickle)")
     p.add_argument("--bert", required=True, help="BERT folder or model name (e.g. a bert-base-uncased copy)")
-    p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--fusion", nargs="+", default=["deq"],
                    help="deq (the paper), unrolled and/or cmbert (the plain CM-BERT)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=24)
     p.add_argument("--lr", type=float, default=2e-5)
@@ -61,11 +59,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--b-max-iter", type=int, default=106)
     p.add_argument("--b-tol", type=float, default=1e-4)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--resume", action="store_true")
+    add_run_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
     settings, variants = experiment.configure(args)
-    res = run_experiment(experiment.MOSI_BERT, settings, variants, args.seeds, args.out, resume=args.resume)
+    res = run_experiment(experiment.MOSI_BERT, settings, variants, args.seeds, args.out, resume=args.resume,
+                         progress=args.progress, threads=args.threads)
     print(res["tables"])
     return 0

@@ -25,7 +25,7 @@ import os
 from ..deq import defaults as D
 from ..experiments import mosi_features as experiment
 from ..experiments.mosi_features import fusion_options
-from ..experiments.runner import run_experiment
+from ..experiments.runner import add_run_arguments, run_experiment
 
 NAME = "mosi-features"
 HELP = "CMU-MOSI sentiment regression on utterance-level text/audio/video features (bc-LSTM release)"
@@ -38,7 +38,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=os.environ.get("DEQFUSION_DATA_DIR"),
                    help="folder holding cmu-mosi-bclstm/ (or that folder itself); default "
                    "$DEQFUSION_DATA_DIR")
-    p.add_argument("--out", required=True, help="output folder (created; reused with --resume)")
     p.add_argument("--fusion", nargs="+", default=["deq"],
                    help="fusion name(s) for multi-modality subsets (deq, unrolled, concat, tensor, lowrank, "
                    "...)")
@@ -47,7 +46,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=["standard", "bclstm"], default="standard",
                    help="standard: the 1284/229/686 split; bclstm: the leak-free protocol (test = the bc-LSTM "
                    "test split, train/dev = the other utterances, dev by video)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--hidden", type=int, default=64, help="encoder / fusion width")
     p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--input-dropout", type=float, default=0.1)
@@ -73,9 +71,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rank", type=int, default=16, help="rank of the low-rank tensor fusion")
     p.add_argument("--no-standardize", action="store_true",
                    help="do not z-score features with train statistics")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--resume", action="store_true")
+    add_run_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings, variants = experiment.configure(args)
         res = run_experiment(experiment.MOSI_FEATURES, settings, variants, args.seeds, args.out, resume=args.resume,
-                             progress=True, threads=args.threads)
+                             progress=args.progress, threads=args.threads)
         if ddp.is_main():
             print(res["tables"])
             print(f"results written to {args.out}")

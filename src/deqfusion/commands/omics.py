@@ -22,97 +22,50 @@ import argparse
 
 from ..data.mogonet import DATASETS
 from ..experiments import omics as experiment
-from ..experiments.runner import run_experiment
+from ..experiments.runner import add_run_arguments, run_experiment
 
 NAME = "omics"
 HELP = "multi-omics classification (ROSMAP, BRCA, ...) with DEQ or baseline fusion"
 DESCRIPTION = __doc__
 
 
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument(
-        "--dataset", default="rosmap", choices=sorted(DATASETS), help="named dataset (default rosmap)"
-    )
-    g.add_argument(
-        "--data-dir",
-        default=None,
-        metavar="DIR",
-        help="folder with the MOGONET-format files (default: $DEQFUSION_DATA_DIR/<dataset>, then the "
-        "cache, then a download)",
-    )
-    g.add_argument(
-        "--source",
-        default=None,
-        metavar="URL_OR_DIR",
-        help="where to download from (default: the MOGONET repository at a pinned commit); a local "
-        "folder works too",
-    )
-    g.add_argument(
-        "--cache-dir",
-        default=None,
-        metavar="DIR",
-        help="download cache (default: $DEQFUSION_CACHE_DIR or ~/.cache/deqfusion)",
-    )
+    g.add_argument("--dataset", default="rosmap", choices=sorted(DATASETS), help="named dataset (default rosmap)")
+    g.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="folder with the MOGONET-format files (default: $DEQFUSION_DATA_DIR/<dataset>, then the "
+                   "cache, then a download)")
+    g.add_argument("--source", default=None, metavar="URL_OR_DIR",
+                   help="where to download from (default: the MOGONET repository at a pinned commit); a local "
+                   "folder works too")
+    g.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="download cache (default: $DEQFUSION_CACHE_DIR or ~/.cache/deqfusion)")
     g.add_argument("--no-download", dest="download", action="store_false", help="never download")
-    g.add_argument(
-        "--no-verify",
-        dest="verify",
-        action="store_false",
-        help="skip the SHA-256 checks (for a modified copy; shapes and class count are still checked)",
-    )
-    g.add_argument(
-        "--modalities",
-        type=int,
-        nargs="+",
-        default=None,
-        metavar="I",
-        help="modality numbers to use (default: all; at least 2)",
-    )
-    g.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.2,
-        help="stratified fraction of the training files used for validation (default 0.2)",
-    )
-    g.add_argument(
-        "--dev-holdout",
-        type=float,
-        default=None,
-        metavar="F",
-        help="do not use the test files: score a stratified fraction F of the training files "
-        "instead (for tuning)",
-    )
+    g.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="skip the SHA-256 checks (for a modified copy; shapes and class count are still checked)")
+    g.add_argument("--modalities", type=int, nargs="+", default=None, metavar="I",
+                   help="modality numbers to use (default: all; at least 2)")
+    g.add_argument("--val-fraction", type=float, default=0.2,
+                   help="stratified fraction of the training files used for validation (default 0.2)")
+    g.add_argument("--dev-holdout", type=float, default=None, metavar="F",
+                   help="do not use the test files: score a stratified fraction F of the training files instead "
+                   "(for tuning)")
 
     g = p.add_argument_group("model")
-    g.add_argument(
-        "--fusion",
-        nargs="+",
-        default=["deq"],
-        metavar="SPEC",
-        help="fusion(s) to compare, each NAME or NAME:key=value,...; names: "
-        f"{', '.join(experiment.presets())} or any registered fusion (default deq)",
-    )
-    g.add_argument("--hidden", type=int, default=None,
-                   help="encoder / fusion width (default 500)")
+    g.add_argument("--fusion", nargs="+", default=["deq"], metavar="SPEC",
+                   help="fusion(s) to compare, each NAME or NAME:key=value,...; names: "
+                   f"{', '.join(experiment.presets())} or any registered fusion (default deq)")
+    g.add_argument("--hidden", type=int, default=None, help="encoder / fusion width (default 500)")
     g.add_argument("--dropout", type=float, default=0.5)
-    g.add_argument(
-        "--feature-norm",
-        choices=["layer", "none"],
-        default="layer",
-        help="layer (default): the fusion gets LayerNorm(h_v) * confidence_v; none: h_v * confidence_v as in "
-        "the reference (its tiny features leave the DEQ's injections negligible; see docs/omics.md)",
-    )
-    g.add_argument(
-        "--lambda-jac",
-        type=float,
-        default=None,
-        help="weight of the Jacobian regulariser (rosmap 5, chosen on dev data; others and the reference 20)",
-    )
+    g.add_argument("--feature-norm", choices=["layer", "none"], default="layer",
+                   help="layer (default): the fusion gets LayerNorm(h_v) * confidence_v; none: h_v * confidence_v "
+                   "as in the reference (its tiny features leave the DEQ's injections negligible; see "
+                   "docs/omics.md)")
+    g.add_argument("--lambda-jac", type=float, default=None,
+                   help="weight of the Jacobian regulariser (rosmap 5, chosen on dev data; others and the "
+                   "reference 20)")
 
     g = p.add_argument_group("training")
-    g.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (one run each)")
     g.add_argument("--epochs", type=int, default=None, help="maximum epochs (full-batch steps)")
     g.add_argument("--lr", type=float, default=None)
     g.add_argument("--weight-decay", type=float, default=1e-4)
@@ -120,47 +73,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gamma", type=float, default=None, help="StepLR factor")
     g.add_argument("--clip", type=float, default=30.0, help="gradient-norm clipping (0: none)")
     g.add_argument("--eval-every", type=int, default=None, help="epochs between validation scores")
-    g.add_argument(
-        "--patience",
-        type=int,
-        default=None,
-        help="stop after this many epochs without a better validation score (0: never)",
-    )
-    g.add_argument(
-        "--select",
-        default="ce",
-        help="validation score for selection: ce (cross-entropy, default), acc, auc, f1, ...",
-    )
-    g.add_argument(
-        "--refit",
-        action="store_true",
-        help="after selection on validation, retrain (same seed) on ALL training samples for the selected "
-        "number of epochs and score the test set once with that model; the selected model's test score is "
-        "kept too, as test_selected (the same as --protocol refit)",
-    )
+    g.add_argument("--patience", type=int, default=None,
+                   help="stop after this many epochs without a better validation score (0: never)")
+    g.add_argument("--select", default="ce",
+                   help="validation score for selection: ce (cross-entropy, default), acc, auc, f1, ...")
+    g.add_argument("--refit", action="store_true",
+                   help="after selection on validation, retrain (same seed) on ALL training samples for the "
+                   "selected number of epochs and score the test set once with that model; the selected model's "
+                   "test score is kept too, as test_selected (the same as --protocol refit)")
     g.add_argument("--protocol", default="validation",
                    help=f"training and scoring protocol: {', '.join(sorted(experiment.PROTOCOLS))} "
                    "(default validation)")
     g.add_argument("--model", default="classifier",
                    help=f"the model around the fusion: {', '.join(sorted(experiment.MODELS))} (default classifier)")
-    g.add_argument(
-        "--reference-settings",
-        action="store_true",
-        help="the reference's schedule: lr 1e-4, StepLR(500, 0.2), 1000 epochs (rosmap) / 2500 "
-        "(brca), no early stopping, the reference's solver budgets (slow)",
-    )
-    g.add_argument(
-        "--reference-protocol",
-        action="store_true",
-        help="also record the best TEST score over evaluations (the reference's optimistic protocol; "
-        "labelled, never used for selection)",
-    )
+    g.add_argument("--reference-settings", action="store_true",
+                   help="the reference's schedule: lr 1e-4, StepLR(500, 0.2), 1000 epochs (rosmap) / 2500 "
+                   "(brca), no early stopping, the reference's solver budgets (slow)")
+    g.add_argument("--reference-protocol", action="store_true",
+                   help="also record the best TEST score over evaluations (the reference's optimistic protocol; "
+                   "labelled, never used for selection)")
 
     g = p.add_argument_group("run")
-    g.add_argument("--out", required=True, help="output folder")
-    g.add_argument("--resume", action="store_true", help="continue the runs found in --out")
-    g.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2; 0: torch's choice)")
-    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_run_arguments(g, seeds=[0], threads=2)
 
 
 def run(args) -> int:

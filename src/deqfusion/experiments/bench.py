@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
@@ -12,7 +14,8 @@ from tqdm.auto import tqdm
 from ..benchmarking.step import train_step_benchmark
 from ..errors import DEQDivergenceError, UserError
 from ..fusion.registry import available_fusions
-from ..training.results import markdown_table
+from ..training.checkpoint import atomic_write_json
+from ..training.results import markdown_table, write_csv, write_json
 from .fusion_spec import check_options, parse_fusion_spec
 
 log = logging.getLogger(__name__)
@@ -120,3 +123,26 @@ def summary_table(rows: list[dict]) -> str:
     return markdown_table(header, table)
 
 
+
+
+def run_and_write(out: Path, cfg: dict, configs: list[dict], device: torch.device, plot: bool, **grid) -> list[dict]:
+    """:func:`run_grid` with the run's files: ``config.json`` (``cfg`` plus the environment and the load average
+    before and after), ``results.json``, ``results.csv``, ``summary.md`` and, with ``plot``, ``bench.png``."""
+    cfg["environment"] = {
+        "torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+        "processor": platform.processor(), "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "load_average_before": load_average(),
+    }
+    atomic_write_json(out / "config.json", cfg)
+    rows = run_grid(configs, device=device, **grid)
+    cfg["environment"]["load_average_after"] = load_average()
+    atomic_write_json(out / "config.json", cfg)
+    write_json(out / "results.json", {"environment": cfg["environment"], "results": rows})
+    write_csv(out / "results.csv", [{k: v for k, v in r.items() if k not in ("times_s", "options")} for r in rows])
+    (out / "summary.md").write_text(summary_table(rows) + "\n")
+    if plot and any(not r.get("error") for r in rows):
+        from ..benchmarking.figures import bench_figure
+
+        bench_figure(rows, out / "bench.png")
+    return rows

@@ -44,7 +44,8 @@ from ..training.results import markdown_table, mean_std, write_csv, write_json
 log = logging.getLogger(__name__)
 
 __all__ = ["Column", "Table", "Experiment", "Run", "LoadedRun", "register_experiment", "get_experiment",
-           "available_experiments", "run_experiment", "load_run", "environment", "numerics", "fingerprint_of",
+           "available_experiments", "run_experiment", "add_run_arguments",
+           "load_run", "environment", "numerics", "fingerprint_of",
            "RESULT_KEYS"]
 
 #: keys every ``result.json`` holds (``None`` where an experiment has no such thing)
@@ -324,6 +325,19 @@ def _prepare(exp: Experiment, settings: dict, variants: list[dict], seeds: list[
     if resume:
         _check_finished_runs(out, config)
     return data, config
+
+
+def add_run_arguments(parser, seeds: Sequence[int] = (0, 1, 2, 3, 4), threads: int | None = None) -> None:
+    """The options every experiment command shares: ``--out``, ``--seeds``, ``--resume``, ``--threads`` and
+    ``--no-progress`` (``parser``: an argument parser or group)."""
+    parser.add_argument("--out", required=True, help="output folder (created; reused with --resume)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(seeds),
+                        help=f"seeds, one run each (default {' '.join(map(str, seeds))})")
+    parser.add_argument("--resume", action="store_true", help="continue the runs found in --out")
+    default = f"default {threads}" if threads else "default: torch's choice"
+    parser.add_argument("--threads", type=int, default=threads,
+                        help=f"torch CPU threads ({default}; 0: torch's choice)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
 def run_experiment(exp: Experiment, settings: dict, variants: list[dict], seeds: Sequence[int], out: str | Path,
