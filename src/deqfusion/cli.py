@@ -58,6 +58,20 @@ OPTION_RULES = {
 }
 
 
+def parse_command_options(module, argv: list[str], what: str) -> argparse.Namespace:
+    """Parse ``argv`` with the options of the command ``module`` (a command that runs another one, e.g. ``ablate``
+    running ``omics``); a bad or unknown option is a :class:`UserError` naming ``what``."""
+    p = argparse.ArgumentParser(prog=f"deqfusion {module.NAME}", add_help=False, exit_on_error=False)
+    module.add_arguments(p)
+    try:
+        ns, rest = p.parse_known_args(argv)
+    except (argparse.ArgumentError, SystemExit) as exc:
+        raise UserError(f"{what}: {exc}") from None
+    if rest:
+        raise UserError(f"{what}: unrecognised option(s) {rest}")
+    return ns
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deqfusion", description="Deep Equilibrium Multimodal Fusion")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")

@@ -27,18 +27,17 @@ Writes ``config.json``, ``per_seed.csv`` (one row per dataset, variant and seed)
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shlex
 import time
 from pathlib import Path
 
+from ..cli import parse_command_options
 from ..errors import UserError
 from ..experiments import ablation
 from ..experiments.ablation import DATASETS, VARIANTS, resolve_variants, write_results
 from ..experiments.runner import add_run_arguments
-from ..training.checkpoint import atomic_write_json
 
 NAME = "ablate"
 HELP = "DEQ fusion ablations (purify gate, per-modality blocks, Jacobian loss, unrolling, solver, gradient)"
@@ -59,43 +58,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_arguments(p)
 
 
-# ------------------------------------------------------------------------------------------- variants
-
-
-def _sub_parser(module) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"deqfusion {module.NAME}", add_help=False, exit_on_error=False)
-    module.add_arguments(p)
-    return p
-
-
-def _parse_sub(module, argv: list[str], what: str) -> argparse.Namespace:
-    try:
-        ns, rest = _sub_parser(module).parse_known_args(argv)
-    except (argparse.ArgumentError, SystemExit) as exc:
-        raise UserError(f"{what}: {exc}") from None
-    if rest:
-        raise UserError(f"{what}: unrecognised option(s) {rest}")
-    return ns
-
-
 # --------------------------------------------------------------------------------------------- ROSMAP
 
 
 def plan_rosmap(args, out: Path) -> dict:
     """Check ``--omics-args`` and resolve the variants against the omics command's defaults (no training)."""
-    from ..experiments import omics as omics_experiment
     from . import omics
 
     extra = shlex.split(args.omics_args)
     forbidden = {"--fusion", "--seeds", "--out", "--dataset", "--resume"} & set(extra)
     if forbidden:
         raise UserError(f"--omics-args must not set {sorted(forbidden)}: ablate sets them")
-    probe = _parse_sub(omics, ["--out", str(out), *extra], "--omics-args")
-
-    def base(fusion: str) -> dict:
-        return omics_experiment.presets(probe.reference_settings)[fusion][1]
-
-    return {"extra": extra, "variants": resolve_variants(args.variants, base)}
+    probe = parse_command_options(omics, ["--out", str(out), *extra], "--omics-args")
+    return {"extra": extra, "variants": ablation.rosmap_variants(args.variants, probe.reference_settings)}
 
 
 def run_rosmap(args, out: Path, plan: dict) -> list[dict]:
@@ -111,7 +86,7 @@ def run_rosmap(args, out: Path, plan: dict) -> list[dict]:
         argv += ["--threads", str(args.threads)]
     if not args.progress:
         argv.append("--no-progress")
-    return ablation.run_rosmap(_parse_sub(omics, argv, "deqfusion omics"), plan["variants"], label_of, out,
+    return ablation.run_rosmap(parse_command_options(omics, argv, "deqfusion omics"), plan["variants"], label_of, out,
                                args.resume)
 
 
@@ -126,7 +101,7 @@ def plan_mosi(args, out: Path) -> dict:
     forbidden = {"--fusion", "--seeds", "--out", "--subsets", "--resume", "--data-dir"} & set(extra)
     if forbidden:
         raise UserError(f"--mosi-args must not set {sorted(forbidden)}: ablate sets them")
-    ms = _parse_sub(mosi_features, ["--out", str(out), *extra], "--mosi-args")
+    ms = parse_command_options(mosi_features, ["--out", str(out), *extra], "--mosi-args")
     if not args.data_dir:
         raise UserError("no data folder: pass --data-dir or set DEQFUSION_DATA_DIR")
     return {"ms": ms,
@@ -151,19 +126,8 @@ def run(args) -> int:
         plans["rosmap"] = plan_rosmap(args, out / "rosmap")
     if "mosi" in args.datasets:
         plans["mosi"] = plan_mosi(args, out / "mosi")
-    cfg_path = out / "config.json"
-    if cfg_path.is_file() and not args.resume:
-        raise UserError(f"{out} already holds an ablation; pass --resume to continue it or choose another --out")
     cfg = {k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("verbose", "command")}
-    cfg["out"] = str(out.resolve())
-    cfg["variant_definitions"] = {v: {"fusion": VARIANTS[v][0], "options": VARIANTS[v][1]} for v in args.variants}
-    if cfg_path.is_file():
-        old = json.loads(cfg_path.read_text())
-        keys = ("omics_args", "mosi_args", "variant_definitions")
-        changed = [k for k in keys if old.get(k) != json.loads(json.dumps(cfg[k]))]
-        if changed:
-            raise UserError(f"{out}/config.json differs from these settings in {changed}; use another --out")
-    atomic_write_json(cfg_path, cfg)
+    ablation.write_config(out, cfg, args.variants, args.resume)
     t0 = time.perf_counter()
     rows: list[dict] = []
     if "rosmap" in plans:

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from ..experiments.bench import B_MODES, MODES, SOLVERS, expand_configs, run_and_write, summary_table
+from ..experiments.bench import B_MODES, MODES, SOLVERS, check_grid, expand_configs, run_and_write, summary_table
 
 NAME = "bench"
 HELP = "time and memory of DEQ fusion (solvers, backward modes) vs unrolled and concat fusion"
@@ -68,29 +68,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (must not hold a previous bench run)")
 
 
-def _check(args) -> torch.device:
-    for name in ("batch", "width"):
-        if any(v < 1 for v in getattr(args, name)):
-            raise UserError(f"--{name} values must be >= 1")
-    if args.modalities < 2:
-        raise UserError("--modalities must be >= 2 (fusion needs two inputs)")
-    if args.length is not None and args.length < 1:
-        raise UserError("--length must be >= 1")
-    if args.repeats < 1:
-        raise UserError("--repeats must be >= 1")
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as exc:
-        raise UserError(f"--device {args.device!r}: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"--device must be cpu or cuda[:N], got {args.device!r}")
-    return device
-
-
 def run(args) -> int:
-    device = _check(args)
+    device = check_grid(args.batch, args.width, args.modalities, args.length, args.repeats, args.device)
     configs = expand_configs(args.fusions, args.solvers, args.b_modes, args.unrolled_steps)
     out = Path(args.out)
     if (out / "results.json").is_file():

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
+from ..training.checkpoint import atomic_write_json
 from ..training.results import markdown_table, summarize, write_csv, write_json
 from .fusion_spec import parse_fusion_spec
 from .runner import run_experiment
@@ -172,3 +173,27 @@ def _rows(dataset: str, variants: list[dict], seeds, run_rows: list[dict], label
                 row["test_solver_steps"] = r["test_solver_steps"]
             rows.append(row)
     return rows
+
+
+def rosmap_variants(names: list[str], reference_settings: bool) -> list[dict]:
+    """The variants resolved against the omics experiment's fusion presets."""
+    from . import omics
+
+    return resolve_variants(names, lambda fusion: omics.presets(reference_settings)[fusion][1])
+
+
+def write_config(out: Path, cfg: dict, variants: list[str], resume: bool) -> None:
+    """Write the ablation's ``config.json`` (``cfg`` plus the variants' definitions); a folder holding another
+    ablation is refused, and one holding this ablation only with ``resume``."""
+    path = out / "config.json"
+    if path.is_file() and not resume:
+        raise UserError(f"{out} already holds an ablation; pass --resume to continue it or choose another --out")
+    cfg = {**cfg, "out": str(out.resolve()),
+           "variant_definitions": {v: {"fusion": VARIANTS[v][0], "options": VARIANTS[v][1]} for v in variants}}
+    if path.is_file():
+        old = json.loads(path.read_text())
+        changed = [k for k in ("omics_args", "mosi_args", "variant_definitions")
+                   if old.get(k) != json.loads(json.dumps(cfg[k]))]
+        if changed:
+            raise UserError(f"{out}/config.json differs from these settings in {changed}; use another --out")
+    atomic_write_json(path, cfg)

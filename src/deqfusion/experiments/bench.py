@@ -25,6 +25,29 @@ B_MODES = ("implicit", "phantom")
 MODES = ("train", "inference")
 
 
+def check_grid(batches, widths, modalities: int, length: int | None, repeats: int, device: str) -> torch.device:
+    """The grid's options checked (a :class:`UserError` naming the option); the device to measure on."""
+    for name, values in (("batch", batches), ("width", widths)):
+        if any(v < 1 for v in values):
+            raise UserError(f"--{name} values must be >= 1")
+    if modalities < 2:
+        raise UserError("--modalities must be >= 2 (fusion needs two inputs)")
+    if length is not None and length < 1:
+        raise UserError("--length must be >= 1")
+    if repeats < 1:
+        raise UserError("--repeats must be >= 1")
+    name = device
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise UserError(f"--device {name!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device must be cpu or cuda[:N], got {name!r}")
+    return device
+
+
 def expand_configs(specs, solvers, b_modes, unrolled_steps) -> list[dict]:
     """Fusion specs -> configurations ``{"label", "fusion", "options"}`` (see the module docstring)."""
     known = available_fusions()
