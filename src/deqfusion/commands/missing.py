@@ -25,7 +25,7 @@ import argparse
 
 from ..experiments import missing as experiment
 from ..experiments.missing import DEFAULT_METHODS, METHODS
-from ..experiments.runner import add_run_arguments, run_experiment
+from ..experiments.runner import add_run_arguments, run_from_args
 
 NAME = "missing"
 HELP = "missing modality at test time: TCGA breast (mixOmics), protein absent from the test set"
@@ -55,8 +55,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    settings, variants = experiment.configure(args)
-    res = run_experiment(experiment.MISSING, settings, variants, args.seeds, args.out, resume=args.resume,
-                         progress=args.progress, threads=args.threads)
-    print(res["tables"])
+    print(run_from_args(experiment.MISSING, experiment.configure, args)["tables"])
     return 0

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..experiments import mmimdb as experiment
-from ..experiments.runner import add_run_arguments, run_experiment
+from ..experiments.runner import add_run_arguments, run_from_args
 from ..models.mmimdb import mmimdb_model_names
 
 NAME = "mmimdb"
@@ -58,16 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training import distributed as ddp
-
-    args.device = ddp.setup_from_env(args.device)
-    try:
-        settings, variants = experiment.configure(args)
-        res = run_experiment(experiment.MMIMDB, settings, variants, args.seeds, args.out, resume=args.resume,
-                             progress=args.progress, threads=args.threads)
-        if ddp.is_main():
-            print(res["tables"])
-            print(f"results written to {args.out}")
-        return 0
-    finally:
-        ddp.cleanup()
+    res = run_from_args(experiment.MMIMDB, experiment.configure, args, distributed=True)
+    if res is not None:
+        print(res["tables"])
+        print(f"results written to {args.out}")
+    return 0

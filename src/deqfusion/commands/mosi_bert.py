@@ -22,7 +22,7 @@ import torch
 
 from ..experiments import mosi_bert as experiment
 from ..experiments.mosi_bert import head_options
-from ..experiments.runner import add_run_arguments, run_experiment
+from ..experiments.runner import add_run_arguments, run_from_args
 
 NAME = "mosi-bert"
 HELP = "CMU-MOSI with Cross-Modal BERT (text + audio), DEQ fusion of the attention maps or the plain model"
@@ -63,8 +63,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings, variants = experiment.configure(args)
-    res = run_experiment(experiment.MOSI_BERT, settings, variants, args.seeds, args.out, resume=args.resume,
-                         progress=args.progress, threads=args.threads)
-    print(res["tables"])
+    print(run_from_args(experiment.MOSI_BERT, experiment.configure, args)["tables"])
     return 0

@@ -25,7 +25,7 @@ import os
 from ..deq import defaults as D
 from ..experiments import mosi_features as experiment
 from ..experiments.mosi_features import fusion_options
-from ..experiments.runner import add_run_arguments, run_experiment
+from ..experiments.runner import add_run_arguments, run_from_args
 
 NAME = "mosi-features"
 HELP = "CMU-MOSI sentiment regression on utterance-level text/audio/video features (bc-LSTM release)"
@@ -76,16 +76,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training import distributed as ddp
-
-    args.device = ddp.setup_from_env(args.device)
-    try:
-        settings, variants = experiment.configure(args)
-        res = run_experiment(experiment.MOSI_FEATURES, settings, variants, args.seeds, args.out, resume=args.resume,
-                             progress=args.progress, threads=args.threads)
-        if ddp.is_main():
-            print(res["tables"])
-            print(f"results written to {args.out}")
-        return 0
-    finally:
-        ddp.cleanup()
+    res = run_from_args(experiment.MOSI_FEATURES, experiment.configure, args, distributed=True)
+    if res is not None:
+        print(res["tables"])
+        print(f"results written to {args.out}")
+    return 0

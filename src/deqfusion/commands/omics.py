@@ -22,7 +22,7 @@ import argparse
 
 from ..data.mogonet import DATASETS
 from ..experiments import omics as experiment
-from ..experiments.runner import add_run_arguments, run_experiment
+from ..experiments.runner import add_run_arguments, run_from_args
 
 NAME = "omics"
 HELP = "multi-omics classification (ROSMAP, BRCA, ...) with DEQ or baseline fusion"
@@ -98,9 +98,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    settings, variants = experiment.configure(args)
-    res = run_experiment(experiment.OMICS, settings, variants, args.seeds, args.out, resume=args.resume,
-                         progress=args.progress, threads=args.threads)
+    res = run_from_args(experiment.OMICS, experiment.configure, args)
     print(res["tables"])
     print(f"\n{len(res['rows'])} run(s); results in {args.out}")
     return 0

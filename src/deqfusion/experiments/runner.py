@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Column", "Table", "Experiment", "Run", "LoadedRun", "register_experiment", "get_experiment",
            "available_experiments", "run_experiment", "add_run_arguments",
-           "load_run", "environment", "numerics", "fingerprint_of",
+           "run_from_args", "load_run", "environment", "numerics", "fingerprint_of",
            "RESULT_KEYS"]
 
 #: keys every ``result.json`` holds (``None`` where an experiment has no such thing)
@@ -338,6 +338,23 @@ def add_run_arguments(parser, seeds: Sequence[int] = (0, 1, 2, 3, 4), threads: i
     parser.add_argument("--threads", type=int, default=threads,
                         help=f"torch CPU threads ({default}; 0: torch's choice)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+
+
+def run_from_args(exp: Experiment, configure: Callable, args, distributed: bool = False) -> dict | None:
+    """An experiment command's run: ``configure(args) -> (settings, variants)``, then :func:`run_experiment` with
+    the options of :func:`add_run_arguments`. ``distributed``: join the process group a launcher such as
+    ``torchrun`` describes in the environment first (``args.device`` becomes this process's device) and leave it
+    after. Returns :func:`run_experiment`'s result on the main process, None on the others."""
+    if distributed:
+        args.device = ddp.setup_from_env(args.device)
+    try:
+        settings, variants = configure(args)
+        res = run_experiment(exp, settings, variants, args.seeds, args.out, resume=args.resume,
+                             progress=args.progress, threads=args.threads)
+        return res if ddp.is_main() else None
+    finally:
+        if distributed:
+            ddp.cleanup()
 
 
 def run_experiment(exp: Experiment, settings: dict, variants: list[dict], seeds: Sequence[int], out: str | Path,
