@@ -64,3 +64,16 @@ def test_omics_divergence_is_one_line_with_status_3(shared_data_dir, tmp_path, f
                      "--no-progress", "--threads", "1"],
                     r"concat seed 0: .*(skipped as divergent|non-finite).*\(lower the learning rate or raise the "
                     r"Jacobian regularisation, or try another seed; see the divergence guard in docs/robustness.md\)$")
+
+
+def test_mmimdb_degenerate_model_is_flagged(tmp_path, fails):
+    from ..data.mmimdb_files import write_file
+
+    data = write_file(tmp_path / "imdb.hdf5", n_rows=120, mark_rows=False)
+    out = tmp_path / "o"
+    fails.status(3)(["mmimdb", "--data", data, "--out", out, "--fusion", "concat", "--seeds", "0", "--max-epochs", "3",
+                     "--hidden", "16", "--batch-size", "32", "--no-progress", "--device", "cpu", "--lr", "1e3"],
+                    r"1 of 1 run\(s\) ended with a degenerate model \(concat seed 0: validation binary cross-entropy")
+    result = json.loads((out / "concat" / "seed0" / "result.json").read_text())
+    assert result["health"]["val_bce"] > 10 * result["health"]["constant_bce"]
+    assert "**Degenerate runs**" in (out / "summary.md").read_text()

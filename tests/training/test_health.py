@@ -1,8 +1,16 @@
 import math
 
+import pytest
 import torch
 
-from deqfusion.training.health import CE_FACTOR, CE_FACTOR_ANY, MAE_FACTOR, classifier_health, regression_health
+from deqfusion.training.health import (
+    CE_FACTOR,
+    CE_FACTOR_ANY,
+    MAE_FACTOR,
+    classifier_health,
+    multilabel_health,
+    regression_health,
+)
 
 
 def _constant_ce(y_fit, y_val, n_classes):
@@ -57,3 +65,18 @@ def test_regression_against_the_median_predictor():
     assert regression_health(MAE_FACTOR * constant * 0.99, y_val, y_fit)["degenerate"] is None
     assert "constant predictor" in regression_health(MAE_FACTOR * constant * 1.01, y_val, y_fit)["degenerate"]
     assert "validation MAE nan" in regression_health(math.nan, y_val, y_fit)["degenerate"]
+
+
+def test_multilabel_against_the_label_frequency_predictor():
+    y_fit = torch.tensor([[1, 0], [1, 1], [0, 0], [1, 0]])  # label frequencies 3/4, 1/4 -> smoothed 4/6, 2/6
+    y_val = torch.tensor([[1, 0], [0, 1]])
+    p1, p2 = 4 / 6, 2 / 6
+    constant = -(math.log(p1) + math.log(1 - p2) + math.log(1 - p1) + math.log(p2)) / 4
+    good = multilabel_health(0.5 * constant, 0.9, y_val, y_fit)
+    assert good["degenerate"] is None and good["constant_bce"] == pytest.approx(constant)
+    # the constant predictor predicts label 1 for every sample: micro F1 of [[1, 0], [1, 0]] = 2 * 1 / (2 + 1 + 1)
+    assert good["constant_micro_f1"] == pytest.approx(0.5)
+    assert multilabel_health(2.0 * constant, 0.4, y_val, y_fit)["degenerate"].startswith("validation binary")
+    assert multilabel_health(2.0 * constant, 0.9, y_val, y_fit)["degenerate"] is None  # over-confident, accurate
+    assert multilabel_health(11 * constant, 0.9, y_val, y_fit)["degenerate"] is not None
+    assert multilabel_health(float("nan"), 0.9, y_val, y_fit)["degenerate"] == "validation binary cross-entropy nan"

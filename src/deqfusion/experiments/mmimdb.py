@@ -17,6 +17,7 @@ from ..data.mmimdb import inspect_file, load_splits
 from ..errors import UserError
 from ..metrics.multilabel import multilabel_f1
 from ..models.mmimdb import EARLY, build_mmimdb_model, mmimdb_step_fn
+from ..training.health import multilabel_health
 from ..training.minibatch import TrainerConfig
 from ..training.seed import seed_everything
 from . import minibatch
@@ -106,6 +107,8 @@ def train(run: Run) -> dict:
     )
     trainer = minibatch.trainer_for(run, model, mmimdb_step_fn(cfg["lambda_jac"]), multilabel_f1, tcfg)
     result = minibatch.fit(run, trainer, run.data)
+    result["health"] = multilabel_health(result["val"]["bce"], result["val"]["micro_f1"],
+                                         run.data["valid"]["labels"].cpu(), run.data["train"]["labels"].cpu())
     return {"n_params": minibatch.n_params(model),
             "n_fusion_params": minibatch.n_params(model.fusion) if has_fusion else 0, **result}
 

@@ -13,6 +13,10 @@ the most frequent training class. The model is flagged **degenerate** when
 - its validation cross-entropy exceeds :data:`CE_FACTOR_ANY` times the constant predictor's (infinite when a
   sample's true class gets probability 0), whatever its accuracy.
 
+For a multi-label classifier (one sigmoid per label), :func:`multilabel_health` does the same with the mean
+binary cross-entropy and the micro F1 (the constant predictor predicts each label's add-one smoothed training
+frequency).
+
 For a regressor trained on the absolute error, :func:`regression_health` compares the validation MAE with that of
 the constant predictor of that loss (the median of the training targets): degenerate when the MAE is not finite
 or above :data:`MAE_FACTOR` times the constant predictor's.
@@ -28,7 +32,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["CE_FACTOR", "CE_FACTOR_ANY", "MAE_FACTOR", "classifier_health", "regression_health"]
+__all__ = ["CE_FACTOR", "CE_FACTOR_ANY", "MAE_FACTOR", "classifier_health", "multilabel_health",
+           "regression_health"]
 
 #: a validation cross-entropy above this multiple of the constant predictor's, with no better accuracy, is
 #: degenerate
@@ -90,3 +95,28 @@ def regression_health(val_mae: float, y_val, y_fit) -> dict:
         reason = (f"validation MAE {val_mae:.4g} vs {constant_mae:.4g} for the constant predictor (the training "
                   "median)")
     return {"degenerate": reason, "val_mae": val_mae, "constant_mae": constant_mae}
+
+
+def multilabel_health(val_bce: float, val_micro_f1: float, y_val, y_fit) -> dict:
+    """``{"degenerate": reason or None, "val_bce", "constant_bce", "val_micro_f1", "constant_micro_f1"}`` for a
+    multi-label model's validation binary cross-entropy (mean over samples and labels) and micro F1, the
+    validation and the training multi-hot labels (array-likes of shape (n, L))."""
+    from sklearn.metrics import f1_score
+
+    y_val = torch.as_tensor(y_val, dtype=torch.float64)
+    y_fit = torch.as_tensor(y_fit, dtype=torch.float64)
+    prior = (y_fit.sum(0) + 1) / (y_fit.shape[0] + 2)
+    constant_bce = float(-(y_val * prior.log() + (1 - y_val) * (1 - prior).log()).mean())
+    constant_pred = (prior > 0.5).expand_as(y_val).numpy()
+    constant_f1 = float(f1_score(y_val.numpy().astype(int), constant_pred.astype(int), average="micro",
+                                 zero_division=0))
+    val_bce, val_micro_f1 = float(val_bce), float(val_micro_f1)
+    reason = None
+    if not math.isfinite(val_bce):
+        reason = f"validation binary cross-entropy {val_bce}"
+    elif val_bce > CE_FACTOR_ANY * constant_bce or (val_bce > CE_FACTOR * constant_bce
+                                                    and not val_micro_f1 > constant_f1):
+        reason = (f"validation binary cross-entropy {val_bce:.4g} vs {constant_bce:.4g} and micro F1 "
+                  f"{val_micro_f1:.3f} vs {constant_f1:.3f} for the constant predictor")
+    return {"degenerate": reason, "val_bce": val_bce, "constant_bce": constant_bce, "val_micro_f1": val_micro_f1,
+            "constant_micro_f1": constant_f1}
