@@ -59,7 +59,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     res = run_from_args(experiment.MMIMDB, experiment.configure, args, distributed=True)
-    if res is not None:
-        print(res["tables"])
-        print(f"results written to {args.out}")
+    if res is not None:  # the main process
+        print(f"{res['tables']}\nresults written to {args.out}")
     return 0
