@@ -38,9 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=os.environ.get("DEQFUSION_DATA_DIR"),
                    help="folder holding cmu-mosi-bclstm/ (or that folder itself); default "
                    "$DEQFUSION_DATA_DIR")
-    p.add_argument("--fusion", nargs="+", default=["deq"],
-                   help="fusion name(s) for multi-modality subsets (deq, unrolled, concat, tensor, lowrank, "
-                   "...)")
+    p.add_argument("--fusion", nargs="+", default=["deq"], metavar="SPEC",
+                   help="fusion(s) for multi-modality subsets, each NAME or NAME:key=value,... (deq, unrolled, "
+                   "concat, tensor, lowrank, ...; the solver flags below are the options of deq)")
     p.add_argument("--subsets", nargs="+", default=["T+A+V"],
                    help="modality subsets: T, A, V, T+A, T+V, A+V, T+A+V (single modalities use no fusion)")
     p.add_argument("--split", choices=["standard", "bclstm"], default="standard",

@@ -24,6 +24,7 @@ from ..training.health import regression_health
 from ..training.minibatch import TrainerConfig
 from ..training.seed import seed_everything
 from . import minibatch
+from .fusion_spec import resolve_fusion_specs
 from .runner import Column, Experiment, Run, Table, register_experiment
 
 #: metrics shown in summary.md, in order (name, heading, scale, digits)
@@ -64,9 +65,9 @@ def configure(args) -> tuple[dict, list[dict]]:
         subsets = [mr.parse_subset(s) for s in args.subsets]
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    unknown = [f for f in args.fusion if f not in available_fusions()]
-    if unknown:
-        raise UserError(f"unknown fusion(s) {unknown}; choose from {available_fusions()}")
+    # NAME or NAME:key=value,...; the command's solver flags are each fusion's preset options
+    specs = resolve_fusion_specs(list(dict.fromkeys(args.fusion)),
+                                 {name: (name, fusion_options(name, args)) for name in available_fusions()})
     if args.epochs < 1 or args.patience < 1 or args.batch_size < 1 or args.hidden < 4:
         raise UserError("--epochs, --patience and --batch-size must be >= 1 and --hidden >= 4")
     if args.phantom_steps < 1:
@@ -77,10 +78,9 @@ def configure(args) -> tuple[dict, list[dict]]:
     settings["sources"] = {"data_dir": str(Path(args.data_dir).resolve()), "device": args.device}
     variants = []
     for mods in subsets:
-        for fusion in (["none"] if len(mods) == 1 else list(dict.fromkeys(args.fusion))):
-            variants.append({"label": f"{mr.subset_label(mods)} {fusion}", "subset": mr.subset_label(mods),
-                             "modalities": list(mods), "fusion": fusion,
-                             "options": fusion_options(fusion, args) if fusion != "none" else None})
+        for spec in ([{"label": "none", "fusion": "none", "options": None}] if len(mods) == 1 else specs):
+            variants.append({"label": f"{mr.subset_label(mods)} {spec['label']}", "subset": mr.subset_label(mods),
+                             "modalities": list(mods), "fusion": spec["fusion"], "options": spec["options"]})
     return settings, variants
 
 
