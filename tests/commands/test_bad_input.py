@@ -100,7 +100,7 @@ def nan_mosi(shared_data_dir, tmp_path_factory):
 
 
 @pytest.mark.parametrize("extra, pattern", [
-    (["--fusion", "bogus"], r"unknown fusion\(s\) \['bogus'\]"),
+    (["--fusion", "bogus"], r"--fusion 'bogus': unknown fusion 'bogus'"),
     (["--subsets", ""], "empty modality subset"),
     (["--subsets", "T+X"], "unknown modality 'X'"),
     (["--subsets", "T+T"], "listed twice"),
