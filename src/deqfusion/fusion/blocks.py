@@ -31,6 +31,19 @@ def _lin_add(x: Tensor, weight: Tensor, add: Tensor, beta: float = 1.0) -> Tenso
     return out.add_(add, alpha=beta) if beta != 1.0 else out.add_(add)
 
 
+def _mixing(weight: Tensor, ndim: int) -> Tensor:
+    """``weight`` as :func:`_lin_add` multiplies with it: transposed for ``(B, C)`` states (a view, no copy)."""
+    return weight.t() if ndim == 2 else weight
+
+
+def _lin_add_mixed(x: Tensor, mixing: Tensor, add: Tensor, beta: float = 1.0) -> Tensor:
+    """:func:`_lin_add` with the weight already in :func:`_mixing`'s form (the same products, bit for bit)."""
+    if x.dim() == 2:
+        return torch.addmm(add, x, mixing, beta=beta)
+    out = torch.matmul(mixing, x)
+    return out.add_(add, alpha=beta) if beta != 1.0 else out.add_(add)
+
+
 def _channel_view(v: Tensor, ndim: int) -> Tensor:
     """A per-channel vector ``(C,)`` shaped to broadcast against a ``(B, C)`` or ``(B, C, L)`` tensor."""
     return v if ndim == 2 else v[:, None]
@@ -67,11 +80,16 @@ class ModalityGroupNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(num_modalities, channels))
         self.bias = nn.Parameter(torch.zeros(num_modalities, channels))
 
-    def forward(self, x: Tensor, i: int, out: Tensor | None = None) -> Tensor:
-        """Normalise modality ``i``'s state ``x`` (``(B, C[, L])``) and apply its affine parameters; ``out``
-        (outside autograd only) receives the result."""
-        y = F.group_norm(x, self.groups, eps=1e-5)
-        return torch.addcmul(_channel_view(self.bias[i], x.dim()), y, _channel_view(self.weight[i], x.dim()), out=out)
+    def affine(self, i: int, ndim: int) -> tuple[Tensor, Tensor]:
+        """Modality ``i``'s ``(weight, bias)`` shaped for a state of ``ndim`` dimensions."""
+        return _channel_view(self.weight[i], ndim), _channel_view(self.bias[i], ndim)
+
+    def forward(self, x: Tensor, i: int, out: Tensor | None = None,
+                affine: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Normalise modality ``i``'s state ``x`` (``(B, C[, L])``) and apply its affine parameters (``affine``:
+        :meth:`affine`'s views, when the caller keeps them); ``out`` (outside autograd only) receives the result."""
+        w, b = affine if affine is not None else self.affine(i, x.dim())
+        return torch.addcmul(b, F.group_norm(x, self.groups, eps=1e-5), w, out=out)
 
 
 class UnimodalBlocks(nn.Module):
@@ -101,19 +119,28 @@ class UnimodalBlocks(nn.Module):
         """
         return [xi + _channel_view(b, xi.dim()) for xi, b in zip(x.unbind(0), self.b2.unbind(0))]
 
+    def views(self, ndim: int) -> list[tuple]:
+        """Per modality, the parameters as the evaluation uses them (views, no copies): the two mixing weights,
+        the first bias and the three norms' affine pairs. A solver evaluating the map many times with unchanged
+        parameters takes them once instead of slicing them in every evaluation."""
+        return [(_mixing(self.w1[i], ndim), _channel_view(self.b1[i], ndim), _mixing(self.w2[i], ndim),
+                 self.gn1.affine(i, ndim), self.gn2.affine(i, ndim), self.gn3.affine(i, ndim))
+                for i in range(self.w1.shape[0])]
+
     def forward(self, zs: Sequence[Tensor], x_plus_b2: Sequence[Tensor],
-                out: Sequence[Tensor] | None = None) -> list[Tensor]:
+                out: Sequence[Tensor] | None = None, views: list[tuple] | None = None) -> list[Tensor]:
         """New states of every modality from their states ``zs`` and the prepared injections.
 
         ``out``: optional tensors (views of the caller's packed output) that receive the new states, which saves
-        a copy when gradients are not tracked (``out=`` is not differentiable).
+        a copy when gradients are not tracked (``out=`` is not differentiable). ``views``: :meth:`views`' output,
+        when the caller keeps it.
         """
-        w1, b1, w2 = self.w1.unbind(0), self.b1.unbind(0), self.w2.unbind(0)
+        views = views if views is not None else self.views(zs[0].dim())
         new = []
-        for i, z in enumerate(zs):
-            a = self.gn1(_lin_add(z, w1[i], _channel_view(b1[i], z.dim())), i).relu_()
-            u = self.gn2(_lin_add(a, w2[i], x_plus_b2[i]), i)
-            new.append(self.gn3(u.add_(z).relu_(), i, out=None if out is None else out[i]))
+        for i, (z, (w1, b1, w2, n1, n2, n3)) in enumerate(zip(zs, views)):
+            a = self.gn1(_lin_add_mixed(z, w1, b1), i, affine=n1).relu_()
+            u = self.gn2(_lin_add_mixed(a, w2, x_plus_b2[i]), i, affine=n2)
+            new.append(self.gn3(u.add_(z).relu_(), i, out=None if out is None else out[i], affine=n3))
         return new
 
 
@@ -155,13 +182,19 @@ class PurifyFuseBlock(nn.Module):
         """The loop-invariant part of the combining map, ``x_fuse + c_f`` (once per solve)."""
         return x_fuse + _channel_view(self.fuse_bias, x_fuse.dim())
 
+    def views(self, ndim: int) -> tuple:
+        """The parameters as the evaluation uses them (views): gate and combining weights, gate bias, the norm's
+        affine pair (see :meth:`UnimodalBlocks.views`)."""
+        return (_mixing(self.gate_weight, ndim), _channel_view(self.gate_bias, ndim), _mixing(self.fuse_weight, ndim),
+                _channel_view(self.norm.weight, ndim), _channel_view(self.norm.bias, ndim))
+
     def forward(self, zu: Sequence[Tensor], zf: Tensor, x_fuse_plus_cf: Tensor, keep: Sequence[Tensor] | None,
-                out: Tensor | None = None) -> Tensor:
+                out: Tensor | None = None, views: tuple | None = None) -> Tensor:
         """``zu``: the new unimodal states, one ``(B, C[, L])`` tensor per modality (already zero where absent);
         ``zf``: the fused state; ``x_fuse_plus_cf``: :meth:`prepare`'s output; ``keep``: None (all present) or one
         presence multiplier per modality, shaped by :func:`_sample_view`; ``out``: optional tensor that receives
-        the result (outside autograd only)."""
-        nd = zf.dim()
+        the result (outside autograd only); ``views``: :meth:`views`' output, when the caller keeps it."""
+        gate_w, gate_b, fuse_w, w, b = views if views is not None else self.views(zf.dim())
         if self.purify and self._squash is None:
             # the gate is affine, so sum_i m_i alpha_i = W_g (sum_i m_i z_i' + k z_f) + k c_g with k = sum_i m_i:
             # one gate product for all modalities instead of one per modality
@@ -169,21 +202,20 @@ class PurifyFuseBlock(nn.Module):
                 s = torch.add(zu[0], zf, alpha=len(zu))
                 for zi in zu[1:]:
                     s = s.add_(zi)
-                alpha = _lin_add(s, self.gate_weight, _channel_view(self.gate_bias, nd), beta=float(len(zu)))
+                alpha = _lin_add_mixed(s, gate_w, gate_b, beta=float(len(zu)))
             else:
                 k = sum(keep)
                 s = sum(zi * m for zi, m in zip(zu, keep)).addcmul_(zf, k)
-                alpha = _lin_add(s, self.gate_weight, k * _channel_view(self.gate_bias, nd))
+                alpha = _lin_add_mixed(s, gate_w, k * gate_b)
             combined = zf * alpha
         elif self.purify:
             combined = 0
             for i, zi in enumerate(zu):
-                g = zf * self._squash(_lin_add(zi + zf, self.gate_weight, _channel_view(self.gate_bias, nd)))
+                g = zf * self._squash(_lin_add_mixed(zi + zf, gate_w, gate_b))
                 combined = combined + (g if keep is None else g * keep[i])
         else:
             combined = sum(zu if keep is None else (zi * m for zi, m in zip(zu, keep)))
-        u = _lin_add(combined, self.fuse_weight, x_fuse_plus_cf)
-        w, b = _channel_view(self.norm.weight, nd), _channel_view(self.norm.bias, nd)
+        u = _lin_add_mixed(combined, fuse_w, x_fuse_plus_cf)
         if self.norm_order == "relu_gn":
             return torch.addcmul(b, F.group_norm(u.relu_(), self.norm.num_groups, eps=self.norm.eps), w, out=out)
         return torch.addcmul(b, F.group_norm(u, self.norm.num_groups, eps=self.norm.eps), w, out=out).relu_()

@@ -272,20 +272,27 @@ class DEQFusion(FusionModule):
         keep = None if mask_nb is None else [_sample_view(m, x.dim() - 1) for m in mask_nb.unbind(0)]
         inputs = x.unbind(0)
 
+        views: dict = {}  # the blocks' parameter views, taken once for the solvers' evaluations
+
         def f(z: Tensor, out: Tensor | None = None) -> Tensor:
             zs = z.unbind(1)  # strided views, one per slot; the matrix products read them in place
             zf = zs[-1]
             # outside autograd (the solvers' evaluations) the blocks write straight into the packed output, which
-            # may be a buffer of the solver's (``out``)
+            # may be a buffer of the solver's (``out``), and reuse the parameter views of the first evaluation
             packed = None if torch.is_grad_enabled() else (torch.empty_like(z) if out is None else out)
             slots = None if packed is None else packed.unbind(1)
+            if packed is not None and not views:
+                views["blocks"] = self.blocks.views(zf.dim()) if self.unimodal else None
+                views["fusion"] = self.fusion.views(zf.dim())
+            kept = views if packed is not None else {}
             if self.unimodal:
-                zu = self.blocks(zs[:-1], x_plus_b2, out=slots)
+                zu = self.blocks(zs[:-1], x_plus_b2, out=slots, views=kept.get("blocks"))
                 if keep is not None:
                     zu = [zi.mul_(m) if slots is not None else zi * m for zi, m in zip(zu, keep)]
             else:
                 zu = inputs
-            zf_new = self.fusion(zu, zf, x_fuse_plus_cf, keep, out=None if slots is None else slots[-1])
+            zf_new = self.fusion(zu, zf, x_fuse_plus_cf, keep, out=None if slots is None else slots[-1],
+                                 views=kept.get("fusion"))
             if packed is not None:
                 return packed
             if not self.unimodal:
