@@ -213,3 +213,15 @@ def test_anderson_with_maps_that_write_into_its_buffers(honour_out):
     z_before = res.z.clone()
     anderson(fmap, z0 + 1, max_iter=5, tol=0.0)
     assert torch.equal(res.z, z_before)
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.6])
+def test_anderson_first_step_is_the_damped_fixed_point_step(beta):
+    # with one entry in the history the mixing weight is exactly 1: x1 = f(x0) - (1 - beta) (f(x0) - x0), the
+    # damped plain iteration with tau = beta; both solvers then see the same first two iterates
+    f, _ = affine_problem(bsz=4, n=9, rho=0.9)
+    z0 = torch.randn(4, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    a = anderson(f, z0, max_iter=2, tol=0.0, beta=beta)
+    p = fixed_point_iter(f, z0, max_iter=2, tol=0.0, tau=beta)
+    assert torch.allclose(a.abs_trace, p.abs_trace, rtol=1e-12, atol=0)  # a Gram diagonal vs a norm
+    assert torch.allclose(a.z, p.z, rtol=1e-14, atol=0)

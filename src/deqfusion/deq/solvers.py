@@ -18,6 +18,7 @@ All solvers run under ``torch.no_grad()``: gradients are the business of :mod:`d
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 
 import torch
@@ -166,14 +167,42 @@ class _RingTracker(_Tracker):
         super().__init__(z0, tol, stop_mode, name)
         self.X, self.F = X, F
         self.best_k = torch.full((self.bsz,), -1, dtype=torch.long, device=z0.device)
+        self.seen_nonfinite = False
 
-    def update_slot(self, k: int, abs_res: Tensor) -> Tensor:
-        """Record iteration ``k`` (its iterate and evaluation are in slot ``k % m``); returns the finite mask."""
-        slot = k % self.X.shape[0]
-        finite, better, n_better = self._record(self.X[slot], self.F[slot], abs_res)
-        if n_better:
-            self.best_k.masked_fill_(better, k)
-        return finite
+    def update_slot(self, k: int, abs_res: Tensor) -> tuple[Tensor | None, bool]:
+        """Record iteration ``k`` (its iterate and evaluation are in slot ``k % m``, ``abs_res`` its residuals).
+
+        Returns ``(finite, done)``: the per-sample mask of finite evaluations, or None when all were finite, and
+        whether the solve may stop (see :meth:`_Tracker.done`). The common case (every evaluation finite) reads
+        one number back from the device: the largest best residual, made NaN by any non-finite residual.
+        """
+        self.nstep += 1
+        fx = self.F[k % self.X.shape[0]]
+        rel_res = abs_res / (fx.norm(dim=1) + EPS)
+        crit = rel_res if self.stop_mode == "rel" else abs_res
+        best_crit = self.best_rel if self.stop_mode == "rel" else self.best_abs
+        better = crit < best_crit  # false for NaN: a non-finite residual never becomes a best one
+        self.best_abs = torch.where(better, abs_res, self.best_abs)
+        self.best_rel = torch.where(better, rel_res, self.best_rel)
+        self.best_k.masked_fill_(better, k)
+        best_crit = self.best_rel if self.stop_mode == "rel" else self.best_abs
+        # best + 0 * abs * rel: NaN when a residual is not finite (or their product overflows: then the exact check
+        # below finds everything finite), else the best residual
+        probe = float(torch.addcmul(best_crit, abs_res, rel_res, value=0).max())
+        if probe == probe and not self.seen_nonfinite:
+            self.abs_trace.append(abs_res)
+            self.rel_trace.append(rel_res)
+            return None, probe <= self.tol
+        finite = torch.isfinite(abs_res) & torch.isfinite(rel_res)
+        if not bool(finite.all()):
+            self.seen_nonfinite = True
+            self.nonfinite |= ~finite
+            inf = torch.full_like(abs_res, float("inf"))
+            abs_res = torch.where(finite, abs_res, inf)
+            rel_res = torch.where(finite, rel_res, inf)
+        self.abs_trace.append(abs_res)
+        self.rel_trace.append(rel_res)
+        return (None if not self.seen_nonfinite or bool(finite.all()) else finite), self.done()
 
     def release(self, k: int) -> None:
         """Iteration ``k``'s slot is about to be overwritten: copy out the rows whose best iterate it holds."""
@@ -344,10 +373,10 @@ def anderson(
         _evaluate_into(f, x, fx, shape, write_out)
         g = torch.sub(fx, x, out=G[slot])
         row = gram_row(g, h)  # row[:, slot] = ||g||^2, so the tracker needs no separate norm
-        finite = tr.update_slot(k, row[:, slot].clamp_min(0).sqrt())
-        if tr.done():
+        finite, done = tr.update_slot(k, row[:, slot].clamp_min(0).sqrt())
+        if done:
             break
-        if not bool(finite.all()):
+        if finite is not None:
             # a non-finite evaluation never enters the history: that sample restarts from its best iterate
             best_z, best_fz = tr.best()
             keep = finite[:, None]
@@ -356,6 +385,14 @@ def anderson(
             row = gram_row(g, h)
         gram[:, slot, :h] = row
         gram[:, :h, slot] = row
+        tr.release(k + 1 - m)  # the next iterate goes into the slot of iteration k + 1 - m: copy its best rows out
+        x_next = X[(k + 1) % m]
+        if h == 1:
+            # one entry: the constraint makes its weight exactly 1 (the 2 x 2 system's solution), x <- f(x)
+            x_next.copy_(fx)
+            if beta != 1.0:
+                x_next.sub_(g, alpha=1 - beta)
+            continue
         block = H[:, 1 : h + 1, 1 : h + 1]
         block.copy_(gram[:, :h, :h])
         diag = block.diagonal(dim1=1, dim2=2)
@@ -365,14 +402,13 @@ def anderson(
             diag.add_(lam)
         sol, info = torch.linalg.solve_ex(H[:, : h + 1, : h + 1], rhs[:, : h + 1])
         alpha = sol[:, 1 : h + 1, 0]
-        if bool(info.any()) or not bool(torch.isfinite(alpha).all()):
+        # one read-back for both checks: the sum of the solution is finite and no factorisation failed
+        total, failed = torch.stack((sol.sum(), info.sum().to(dt))).tolist()
+        if failed != 0 or not math.isfinite(total):
             ok = (info == 0) & torch.isfinite(alpha).all(1)
             fallback = torch.zeros_like(alpha)
             fallback[:, slot] = 1  # the newest entry alone: x <- f(x)
             alpha = torch.where(ok[:, None], alpha, fallback)
-        # the next iterate goes into the slot of iteration k + 1 - m, whose best rows are copied out first
-        tr.release(k + 1 - m)
-        x_next = X[(k + 1) % m]
         torch.bmm(alpha[:, None], F[:h].transpose(0, 1), out=x_next.view(bsz, 1, n))
         if beta != 1.0:
             x_next.sub_(torch.bmm(alpha[:, None], G[:h].transpose(0, 1))[:, 0], alpha=1 - beta)
