@@ -1,11 +1,12 @@
 """The two blocks of DEQ fusion.
 
-A state is handed over as one tensor per modality, ``(B, C)`` for feature vectors or ``(B, C, L)`` for
-sequences/maps, with channels at axis 1; the tensors may be strided views of the solver's packed state. A "channel
+A state is ``(B, C)`` for feature vectors or ``(B, C, L)`` for sequences/maps, with channels at axis 1; a "channel
 linear" map mixes channels only (a ``Linear`` on vectors, a 1x1 convolution on sequences). The per-modality
-weights are stored stacked (``(N, C, C)``) but applied one modality at a time: on CPU, N plain matrix products
-(which read the strided views in place) are faster than one batched product, and GroupNorm without affine
-parameters followed by one fused multiply-add is faster than GroupNorm with them.
+blocks take every modality's state at once, modality-major (``(N, B, C[, L])``, possibly a strided view of the
+solver's packed state), with their weights stacked (``(N, C, C)``): one batched product, one GroupNorm and one
+fused multiply-add per layer for all modalities, whatever N (at small shapes the cost is per operation, not per
+element). GroupNorm without affine parameters followed by one fused multiply-add is faster than GroupNorm with
+them.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def _init_linear_(weight: Tensor, bias: Tensor | None, fan_in: int) -> None:
 
 
 class ModalityGroupNorm(nn.Module):
-    """GroupNorm with separate affine parameters per modality, applied to one modality's state at a time."""
+    """GroupNorm with separate affine parameters per modality, applied to all modalities' states at once."""
 
     def __init__(self, num_modalities: int, channels: int, groups: int):
         super().__init__()
@@ -80,22 +81,35 @@ class ModalityGroupNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(num_modalities, channels))
         self.bias = nn.Parameter(torch.zeros(num_modalities, channels))
 
-    def affine(self, i: int, ndim: int) -> tuple[Tensor, Tensor]:
-        """Modality ``i``'s ``(weight, bias)`` shaped for a state of ``ndim`` dimensions."""
-        return _channel_view(self.weight[i], ndim), _channel_view(self.bias[i], ndim)
+    def affine(self, ndim: int) -> tuple[Tensor, Tensor]:
+        """The ``(weight, bias)`` pair shaped to broadcast against a modality-major state ``(N, B, C[, L])`` of
+        ``ndim`` dimensions."""
+        shape = (self.weight.shape[0], 1, self.weight.shape[1]) + (1,) * (ndim - 3)
+        return self.weight.view(shape), self.bias.view(shape)
 
-    def forward(self, x: Tensor, i: int, out: Tensor | None = None,
-                affine: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        """Normalise modality ``i``'s state ``x`` (``(B, C[, L])``) and apply its affine parameters (``affine``:
-        :meth:`affine`'s views, when the caller keeps them); ``out`` (outside autograd only) receives the result."""
-        w, b = affine if affine is not None else self.affine(i, x.dim())
-        return torch.addcmul(b, F.group_norm(x, self.groups, eps=1e-5), w, out=out)
+    def forward(self, x: Tensor, out: Tensor | None = None, affine: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Normalise every modality's state in ``x`` (contiguous, ``(N, B, C[, L])``) and apply each modality's
+        affine parameters (``affine``: :meth:`affine`'s views, when the caller keeps them); ``out`` (outside autograd
+        only) receives the result."""
+        w, b = affine if affine is not None else self.affine(x.dim())
+        n, bsz = x.shape[:2]
+        normed = F.group_norm(x.view((n * bsz,) + x.shape[2:]), self.groups, eps=1e-5).view(x.shape)
+        return torch.addcmul(b, normed, w, out=out)
+
+
+def _batched_lin_add(x: Tensor, mixing: Tensor, add: Tensor) -> Tensor:
+    """Per-modality channel-mixing maps plus a term for a modality-major state ``x`` (``(N, B, C[, L])``):
+    ``mixing`` is ``(N, C, O)`` (transposed weights) for vectors, one batched product, and ``(N, O, C)`` for
+    sequences, one product per modality (a batched product would multiply ``N x B`` small matrices)."""
+    if x.dim() == 3:
+        return torch.baddbmm(add, x, mixing)
+    return torch.stack([torch.matmul(w, xi) for w, xi in zip(mixing.unbind(0), x.unbind(0))]).add_(add)
 
 
 class UnimodalBlocks(nn.Module):
     """N independent per-modality blocks: ``z' = GN3(ReLU(GN2(W2 ReLU(GN1(W1 z + c1)) + c2 + x) + z))``.
 
-    Each modality ``i`` sees only its own state ``z_i`` and injection ``x_i``.
+    Each modality ``i`` sees only its own state ``z_i`` and injection ``x_i``; all are computed together.
     """
 
     def __init__(self, num_modalities: int, channels: int, groups: int = 4):
@@ -112,36 +126,39 @@ class UnimodalBlocks(nn.Module):
         self.gn2 = ModalityGroupNorm(n, c, groups)
         self.gn3 = ModalityGroupNorm(n, c, groups)
 
-    def prepare(self, x: Tensor) -> list[Tensor]:
-        """The loop-invariant part of the second linear map, ``x_i + c2_i`` per modality (once per solve).
+    def prepare(self, x: Tensor) -> Tensor:
+        """The loop-invariant part of the second linear map, ``x_i + c2_i`` for every modality (once per solve).
 
         ``x``: the projected features, modality-major ``(N, B, C[, L])``.
         """
-        return [xi + _channel_view(b, xi.dim()) for xi, b in zip(x.unbind(0), self.b2.unbind(0))]
+        return x + self._bias_view(self.b2, x.dim())
 
-    def views(self, ndim: int) -> list[tuple]:
-        """Per modality, the parameters as the evaluation uses them (views, no copies): the two mixing weights,
-        the first bias and the three norms' affine pairs. A solver evaluating the map many times with unchanged
-        parameters takes them once instead of slicing them in every evaluation."""
-        return [(_mixing(self.w1[i], ndim), _channel_view(self.b1[i], ndim), _mixing(self.w2[i], ndim),
-                 self.gn1.affine(i, ndim), self.gn2.affine(i, ndim), self.gn3.affine(i, ndim))
-                for i in range(self.w1.shape[0])]
+    @staticmethod
+    def _bias_view(b: Tensor, ndim: int) -> Tensor:
+        return b.view((b.shape[0], 1, b.shape[1]) + (1,) * (ndim - 3))
 
-    def forward(self, zs: Sequence[Tensor], x_plus_b2: Sequence[Tensor],
-                out: Sequence[Tensor] | None = None, views: list[tuple] | None = None) -> list[Tensor]:
-        """New states of every modality from their states ``zs`` and the prepared injections.
+    def views(self, ndim: int) -> tuple:
+        """The parameters as the evaluation of a modality-major state of ``ndim`` dimensions uses them (views, no
+        copies): the two mixing weights, the first bias and the three norms' affine pairs. A solver evaluating
+        the map many times with unchanged parameters takes them once instead of reshaping them in every
+        evaluation."""
+        w1, w2 = (self.w1.transpose(1, 2), self.w2.transpose(1, 2)) if ndim == 3 else (self.w1, self.w2)
+        return (w1, self._bias_view(self.b1, ndim), w2,
+                self.gn1.affine(ndim), self.gn2.affine(ndim), self.gn3.affine(ndim))
 
-        ``out``: optional tensors (views of the caller's packed output) that receive the new states, which saves
-        a copy when gradients are not tracked (``out=`` is not differentiable). ``views``: :meth:`views`' output,
-        when the caller keeps it.
+    def forward(self, z: Tensor, x_plus_b2: Tensor, out: Tensor | None = None,
+                views: tuple | None = None) -> Tensor:
+        """New states of every modality, ``(N, B, C[, L])``, from their states ``z`` (modality-major, may be a
+        strided view) and :meth:`prepare`'s output.
+
+        ``out``: an optional tensor of ``z``'s shape (e.g. a view of the caller's packed output) that receives the
+        new states, which saves a copy when gradients are not tracked (``out=`` is not differentiable). ``views``:
+        :meth:`views`' output, when the caller keeps it.
         """
-        views = views if views is not None else self.views(zs[0].dim())
-        new = []
-        for i, (z, (w1, b1, w2, n1, n2, n3)) in enumerate(zip(zs, views)):
-            a = self.gn1(_lin_add_mixed(z, w1, b1), i, affine=n1).relu_()
-            u = self.gn2(_lin_add_mixed(a, w2, x_plus_b2[i]), i, affine=n2)
-            new.append(self.gn3(u.add_(z).relu_(), i, out=None if out is None else out[i], affine=n3))
-        return new
+        w1, b1, w2, n1, n2, n3 = views if views is not None else self.views(z.dim())
+        a = self.gn1(_batched_lin_add(z, w1, b1), affine=n1).relu_()
+        u = self.gn2(_batched_lin_add(a, w2, x_plus_b2), affine=n2)
+        return self.gn3(u.add_(z).relu_(), out=out, affine=n3)
 
 
 class PurifyFuseBlock(nn.Module):

@@ -270,34 +270,37 @@ class DEQFusion(FusionModule):
         x_plus_b2 = self.blocks.prepare(x) if self.unimodal else None
         x_fuse_plus_cf = self.fusion.prepare(x_fuse)
         keep = None if mask_nb is None else [_sample_view(m, x.dim() - 1) for m in mask_nb.unbind(0)]
+        keep_nb = None if mask_nb is None else mask_nb.view(mask_nb.shape + (1,) * (x.dim() - 2))
         inputs = x.unbind(0)
 
         views: dict = {}  # the blocks' parameter views, taken once for the solvers' evaluations
 
         def f(z: Tensor, out: Tensor | None = None) -> Tensor:
-            zs = z.unbind(1)  # strided views, one per slot; the matrix products read them in place
-            zf = zs[-1]
+            zf = z.select(1, -1)
             # outside autograd (the solvers' evaluations) the blocks write straight into the packed output, which
             # may be a buffer of the solver's (``out``), and reuse the parameter views of the first evaluation
             packed = None if torch.is_grad_enabled() else (torch.empty_like(z) if out is None else out)
-            slots = None if packed is None else packed.unbind(1)
             if packed is not None and not views:
-                views["blocks"] = self.blocks.views(zf.dim()) if self.unimodal else None
+                views["blocks"] = self.blocks.views(z.dim()) if self.unimodal else None
                 views["fusion"] = self.fusion.views(zf.dim())
             kept = views if packed is not None else {}
             if self.unimodal:
-                zu = self.blocks(zs[:-1], x_plus_b2, out=slots, views=kept.get("blocks"))
-                if keep is not None:
-                    zu = [zi.mul_(m) if slots is not None else zi * m for zi, m in zip(zu, keep)]
+                # the unimodal slots, modality-major: strided views that the batched products read in place
+                zu = self.blocks(z[:, :-1].transpose(0, 1), x_plus_b2,
+                                 out=None if packed is None else packed[:, :-1].transpose(0, 1),
+                                 views=kept.get("blocks"))
+                if keep_nb is not None:
+                    zu = zu.mul_(keep_nb) if packed is not None else zu * keep_nb
+                zu = zu.unbind(0)
             else:
                 zu = inputs
-            zf_new = self.fusion(zu, zf, x_fuse_plus_cf, keep, out=None if slots is None else slots[-1],
+            zf_new = self.fusion(zu, zf, x_fuse_plus_cf, keep, out=None if packed is None else packed.select(1, -1),
                                  views=kept.get("fusion"))
             if packed is not None:
                 return packed
             if not self.unimodal:
                 return zf_new[:, None]
-            return torch.stack(zu + [zf_new], dim=1)
+            return torch.stack(list(zu) + [zf_new], dim=1)
 
         setattr(f, ACCEPTS_OUT, True)
         return f
