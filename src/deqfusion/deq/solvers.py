@@ -13,6 +13,17 @@ for each sample the iterate with the lowest residual seen. Non-finite evaluation
 (``SolverResult.nonfinite``); such samples keep their best finite iterate and are not advanced further.
 
 All solvers run under ``torch.no_grad()``: gradients are the business of :mod:`deqfusion.deq.backward`.
+
+Every solver takes
+
+* ``f``: the map, ``(B, ...) -> (B, ...)``, sample by sample; called without gradient tracking;
+* ``z0``: the initial state, shape ``(B, ...)`` with ``B >= 1``; its device and dtype are the solve's;
+* ``max_iter``: the iteration budget (each iteration is one evaluation of ``f``);
+* ``tol``: the per-sample tolerance on the residual named by ``stop_mode``; 0 runs the whole budget;
+* ``stop_mode``: ``"rel"`` (``||f(z) - z|| / ||f(z)||``) or ``"abs"`` (``||f(z) - z||``);
+
+and returns a :class:`~deqfusion.deq.result.SolverResult`: each sample's lowest-residual iterate ``z`` and
+``f(z)``, the per-sample residuals, traces and flags, the number of iterations and a status.
 """
 
 from __future__ import annotations
@@ -67,6 +78,20 @@ class _Tracker:
         self.rel_trace: list[Tensor] = []
         self.nstep = 0
 
+    def _screen(self, abs_res: Tensor, rel_res: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Record the residuals in the traces, non-finite ones as inf (and their samples as failed).
+
+        Returns the per-sample mask of finite residuals and the residuals as recorded."""
+        finite = torch.isfinite(abs_res) & torch.isfinite(rel_res)
+        if not bool(finite.all()):
+            self.nonfinite |= ~finite
+            inf = torch.full_like(abs_res, float("inf"))
+            abs_res = torch.where(finite, abs_res, inf)
+            rel_res = torch.where(finite, rel_res, inf)
+        self.abs_trace.append(abs_res)
+        self.rel_trace.append(rel_res)
+        return finite, abs_res, rel_res
+
     def _record(self, x: Tensor, fx: Tensor, abs_res: Tensor | None) -> tuple[Tensor, Tensor, int]:
         """Residuals, traces and best residuals for the iterate ``x`` (flattened, (B, n)) and ``f(x)``.
 
@@ -76,14 +101,7 @@ class _Tracker:
         if abs_res is None:
             abs_res = (fx - x).norm(dim=1)
         rel_res = abs_res / (fx.norm(dim=1) + EPS)
-        finite = torch.isfinite(abs_res) & torch.isfinite(rel_res)
-        if not bool(finite.all()):
-            self.nonfinite |= ~finite
-            inf = torch.full_like(abs_res, float("inf"))
-            abs_res = torch.where(finite, abs_res, inf)
-            rel_res = torch.where(finite, rel_res, inf)
-        self.abs_trace.append(abs_res)
-        self.rel_trace.append(rel_res)
+        finite, abs_res, rel_res = self._screen(abs_res, rel_res)
         crit = rel_res if self.stop_mode == "rel" else abs_res
         best_crit = self.best_rel if self.stop_mode == "rel" else self.best_abs
         better = crit < best_crit
@@ -193,16 +211,10 @@ class _RingTracker(_Tracker):
             self.abs_trace.append(abs_res)
             self.rel_trace.append(rel_res)
             return None, probe <= self.tol
-        finite = torch.isfinite(abs_res) & torch.isfinite(rel_res)
-        if not bool(finite.all()):
-            self.seen_nonfinite = True
-            self.nonfinite |= ~finite
-            inf = torch.full_like(abs_res, float("inf"))
-            abs_res = torch.where(finite, abs_res, inf)
-            rel_res = torch.where(finite, rel_res, inf)
-        self.abs_trace.append(abs_res)
-        self.rel_trace.append(rel_res)
-        return (None if not self.seen_nonfinite or bool(finite.all()) else finite), self.done()
+        finite = self._screen(abs_res, rel_res)[0]
+        all_finite = bool(finite.all())
+        self.seen_nonfinite |= not all_finite
+        return (None if all_finite else finite), self.done()
 
     def release(self, k: int) -> None:
         """Iteration ``k``'s slot is about to be overwritten: copy out the rows whose best iterate it holds."""
@@ -258,16 +270,11 @@ def fixed_point_iter(
     Jacobian); the weight-tied unrolled network is this iteration run for a fixed number of steps.
 
     Args:
-        f: the map, ``(B, ...) -> (B, ...)``, sample by sample; called without gradient tracking.
-        z0: the initial state, shape ``(B, ...)`` with ``B >= 1``; its device and dtype are the solve's.
-        max_iter: iteration budget (each iteration is one evaluation of ``f``).
-        tol: per-sample tolerance on the residual named by ``stop_mode``; 0 runs the whole budget.
-        stop_mode: ``"rel"`` (``||f(z) - z|| / ||f(z)||``) or ``"abs"`` (``||f(z) - z||``).
+        f, z0, max_iter, tol, stop_mode: the arguments every solver takes (see the module's description).
         tau: damping, in ``(0, 1]``; 1 is the undamped iteration.
 
     Returns:
-        A :class:`~deqfusion.deq.result.SolverResult`: each sample's lowest-residual iterate ``z`` and ``f(z)``,
-        the per-sample residuals, traces and flags, the number of iterations and a status.
+        A :class:`~deqfusion.deq.result.SolverResult` (see the module's description).
 
     Raises:
         ValueError: ``max_iter < 1``, ``tau`` outside ``(0, 1]``, a negative ``tol`` or an unknown ``stop_mode``.
@@ -321,19 +328,14 @@ def anderson(
     ``f(z, out=buffer)`` and writes its value there (see :data:`ACCEPTS_OUT`), so an iteration copies no state.
 
     Args:
-        f: the map, ``(B, ...) -> (B, ...)``, sample by sample; called without gradient tracking.
-        z0: the initial state, shape ``(B, ...)`` with ``B >= 1``; its device and dtype are the solve's.
-        max_iter: iteration budget (each iteration is one evaluation of ``f``).
-        tol: per-sample tolerance on the residual named by ``stop_mode``; 0 runs the whole budget.
-        stop_mode: ``"rel"`` (``||f(z) - z|| / ||f(z)||``) or ``"abs"`` (``||f(z) - z||``).
+        f, z0, max_iter, tol, stop_mode: the arguments every solver takes (see the module's description).
         m: memory, the number of past iterates mixed (memory cost ``3 m`` states).
         lam: Tikhonov regulariser of the least-squares system (relative, see above).
         beta: mixing; 1 takes the mixed evaluations, smaller values move part of the way.
         lam_relative: scale ``lam`` by the residual history's mean squared norm.
 
     Returns:
-        A :class:`~deqfusion.deq.result.SolverResult`: each sample's lowest-residual iterate ``z`` and ``f(z)``,
-        the per-sample residuals, traces and flags, the number of iterations and a status.
+        A :class:`~deqfusion.deq.result.SolverResult` (see the module's description).
 
     Raises:
         ValueError: ``max_iter < 1``, ``m < 1``, a negative ``tol`` or an unknown ``stop_mode``.
@@ -427,16 +429,11 @@ def broyden(
     ``max_iter``); samples whose update denominator vanishes skip that update.
 
     Args:
-        f: the map, ``(B, ...) -> (B, ...)``, sample by sample; called without gradient tracking.
-        z0: the initial state, shape ``(B, ...)`` with ``B >= 1``; its device and dtype are the solve's.
-        max_iter: iteration budget (each iteration is one evaluation of ``f``).
-        tol: per-sample tolerance on the residual named by ``stop_mode``; 0 runs the whole budget.
-        stop_mode: ``"rel"`` (``||f(z) - z|| / ||f(z)||``) or ``"abs"`` (``||f(z) - z||``).
+        f, z0, max_iter, tol, stop_mode: the arguments every solver takes (see the module's description).
         memory: number of rank-one updates kept (memory cost ``2 memory`` states); None keeps all.
 
     Returns:
-        A :class:`~deqfusion.deq.result.SolverResult`: each sample's lowest-residual iterate ``z`` and ``f(z)``,
-        the per-sample residuals, traces and flags, the number of iterations and a status.
+        A :class:`~deqfusion.deq.result.SolverResult` (see the module's description).
 
     Raises:
         ValueError: ``max_iter < 1``, a negative ``tol`` or an unknown ``stop_mode``.
