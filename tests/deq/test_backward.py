@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from deqfusion.deq.backward import deq_forward, unrolled_forward
+from deqfusion.deq.backward import SOLVE_OPTIONS, deq_forward, unrolled_forward
+from deqfusion.deq.defaults import DEFAULTS
 
 
 def small_problem(seed=0):
@@ -64,3 +65,9 @@ def test_bad_modes():
         deq_forward(f, torch.zeros_like(x), b_mode="exact")
     with pytest.raises(ValueError, match="phantom_steps"):
         deq_forward(f, torch.zeros_like(x), b_mode="phantom", phantom_steps=0)
+
+
+def test_deq_forward_refuses_an_unknown_option_and_names_the_known_ones():
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['f_maxiter'\].*'f_max_iter'"):
+        deq_forward(lambda z: 0.5 * z, torch.zeros(2, 3), f_maxiter=5)
+    assert set(SOLVE_OPTIONS) <= set(DEFAULTS) and all(SOLVE_OPTIONS[k] == DEFAULTS[k] for k in SOLVE_OPTIONS)

@@ -100,23 +100,19 @@ def _make_adjoint_backward(fz: Tensor, z_leaf: Tensor, stats: BackwardStats, sol
     return backward_fn
 
 
+#: the options of :func:`deq_forward`, with their defaults (:mod:`deqfusion.deq.defaults`)
+SOLVE_OPTIONS: dict = {k: D.DEFAULTS[k] for k in (
+    "f_solver", "f_max_iter", "f_tol", "f_stop_mode", "b_mode", "b_solver", "b_max_iter", "b_tol", "b_stop_mode",
+    "phantom_steps", "phantom_tau")}
+
+
 def deq_forward(
     f: Func,
     z_init: Tensor,
     *,
-    f_solver: str = D.F_SOLVER,
-    f_max_iter: int = D.F_MAX_ITER,
-    f_tol: float = D.F_TOL,
-    f_stop_mode: str = D.F_STOP_MODE,
-    b_mode: str = D.B_MODE,
-    b_solver: str = D.B_SOLVER,
-    b_max_iter: int = D.B_MAX_ITER,
-    b_tol: float = D.B_TOL,
-    b_stop_mode: str = D.B_STOP_MODE,
-    phantom_steps: int = D.PHANTOM_STEPS,
-    phantom_tau: float = D.PHANTOM_TAU,
     f_solver_kwargs: dict | None = None,
     b_solver_kwargs: dict | None = None,
+    **options,
 ) -> DEQOutput:
     """Solve ``z* = f(z*)`` from ``z_init`` and return ``f(z*)`` with gradients defined by ``b_mode``.
 
@@ -128,6 +124,8 @@ def deq_forward(
         f: the map, ``(B, ...) -> (B, ...)``, sample by sample; differentiable in whatever it closes over.
         z_init: the initial state, shape ``(B, ...)`` (zeros, or a previous fixed point to warm-start from: the
             gradient does not depend on where the solve started). Detached.
+        f_solver_kwargs, b_solver_kwargs: further options of the forward / adjoint solver (e.g. ``{"m": 4}``).
+        **options: any of :data:`SOLVE_OPTIONS` (an option left out takes its default there):
         f_solver, f_max_iter, f_tol, f_stop_mode: the forward solve (see :func:`~deqfusion.deq.solvers.solve`).
         b_mode: ``"implicit"``: the exact gradient at the fixed point, by solving the adjoint fixed point
             ``y = y J_f(z*) + g`` in ``backward()``; ``"phantom"``: ``phantom_steps`` damped differentiable steps
@@ -136,7 +134,6 @@ def deq_forward(
         phantom_steps: number of phantom steps (>= 1); one step at ``phantom_tau=1`` is the Jacobian-free
             backward.
         phantom_tau: damping of the phantom steps, in ``(0, 1]``.
-        f_solver_kwargs, b_solver_kwargs: further options of the forward / adjoint solver (e.g. ``{"m": 4}``).
 
     Returns:
         A :class:`DEQOutput`: ``z`` (``f(z*)`` attached to the graph, shape of ``z_init``), the forward
@@ -144,6 +141,7 @@ def deq_forward(
         ``backward()``, and ``z_leaf`` / ``fz`` for Jacobian terms at the fixed point.
 
     Raises:
+        TypeError: an option that is not one of :data:`SOLVE_OPTIONS`.
         ValueError: an unknown ``b_mode``, ``phantom_steps < 1``, ``phantom_tau`` outside ``(0, 1]``, or an
             invalid solver option.
 
@@ -155,6 +153,11 @@ def deq_forward(
         out.z.square().sum().backward()      # W.grad: the gradient of the equilibrium; out.backward.nstep
         ```
     """
+    unknown = sorted(set(options) - set(SOLVE_OPTIONS))
+    if unknown:
+        raise TypeError(f"deq_forward() got unknown option(s) {unknown}; the options are {sorted(SOLVE_OPTIONS)}")
+    o = {**SOLVE_OPTIONS, **options}
+    b_mode, phantom_steps, phantom_tau = o["b_mode"], o["phantom_steps"], o["phantom_tau"]
     if b_mode not in B_MODES:
         raise ValueError(f"b_mode must be one of {B_MODES}, got {b_mode!r}")
     if phantom_steps < 1:
@@ -162,7 +165,7 @@ def deq_forward(
     if not 0 < phantom_tau <= 1:
         raise ValueError(f"phantom_tau must be in (0, 1], got {phantom_tau}")
     fwd = solve(
-        f, z_init.detach(), solver=f_solver, max_iter=f_max_iter, tol=f_tol, stop_mode=f_stop_mode,
+        f, z_init.detach(), solver=o["f_solver"], max_iter=o["f_max_iter"], tol=o["f_tol"], stop_mode=o["f_stop_mode"],
         **(f_solver_kwargs or {}),
     )
     z_star = fwd.z
@@ -176,7 +179,7 @@ def deq_forward(
 
     stats = BackwardStats(mode=b_mode)
     if b_mode == "implicit":
-        solver_kwargs = dict(solver=b_solver, max_iter=b_max_iter, tol=b_tol, stop_mode=b_stop_mode,
+        solver_kwargs = dict(solver=o["b_solver"], max_iter=o["b_max_iter"], tol=o["b_tol"], stop_mode=o["b_stop_mode"],
                              **(b_solver_kwargs or {}))
         out = _AdjointSolve.apply(fz, _make_adjoint_backward(fz, z_leaf, stats, solver_kwargs))
     else:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..errors import DEQDivergenceError
 from . import defaults as D
-from .backward import B_MODES, DEQOutput, Func, deq_forward
+from .backward import B_MODES, SOLVE_OPTIONS, DEQOutput, Func, deq_forward
 from .jacobian import jac_frobenius_sq
 from .result import SolverResult, zero_loss
 from .solvers import SOLVERS
@@ -40,10 +40,6 @@ NONFINITE_ACTIONS = ("raise", "return")
 
 #: the options of a :class:`DEQLayer`, with their defaults
 OPTIONS: dict = dict(D.DEFAULTS, jac_in_eval=False)
-
-#: the options that are handed to :func:`~deqfusion.deq.backward.deq_forward`
-_SOLVE_KEYS = ("f_solver", "f_max_iter", "f_tol", "f_stop_mode", "b_mode", "b_solver", "b_max_iter", "b_tol",
-               "b_stop_mode", "phantom_steps", "phantom_tau")
 
 _HELP = {
     "f_solver": "forward fixed-point solver",
@@ -126,7 +122,7 @@ class DEQLayer(nn.Module):
     @property
     def solver_config(self) -> dict:
         """The options handed to :func:`~deqfusion.deq.backward.deq_forward` (a copy)."""
-        return {k: self._options[k] for k in _SOLVE_KEYS}
+        return {k: self._options[k] for k in SOLVE_OPTIONS}
 
     @property
     def anderson_kwargs(self) -> dict:
