@@ -57,7 +57,17 @@ def zero_impute(xs: Sequence[Tensor | None], mask: Tensor | None, in_dims: Seque
 
 
 class _ImputingFusion(FusionModule):
-    """Shared helpers of the baselines: zero imputation and the appended constant 1."""
+    """Shared parts of the baselines: the fused width, zero imputation and the appended constant 1.
+
+    Every baseline takes ``in_dims`` (per-modality feature sizes), ``out_dim`` (size of the fused output) and
+    optional modality ``names``, then its own options.
+    """
+
+    def __init__(self, in_dims: Sequence[int], out_dim: int, names: Sequence[str] | None = None):
+        super().__init__(in_dims, names)
+        if int(out_dim) <= 0:
+            raise ValueError(f"out_dim must be positive, got {out_dim}")
+        self.out_dim = int(out_dim)
 
     def _impute(self, xs: list[Tensor | None], mask: Tensor | None) -> list[Tensor]:
         return zero_impute(xs, mask, self.in_dims)
@@ -72,18 +82,13 @@ class TensorFusion(_ImputingFusion):
     """Tensor fusion: outer product of the modality vectors with an appended 1, then Linear to ``out_dim``.
 
     Args:
-        in_dims: per-modality feature sizes.
-        out_dim: size of the fused output.
-        names: optional modality names.
+        in_dims, out_dim, names: as for every baseline (sizes of the inputs and of the output, names).
         bias: whether the output Linear has a bias (default True).
     """
 
     def __init__(self, in_dims: Sequence[int], out_dim: int, names: Sequence[str] | None = None,
                  bias: bool = True):
-        super().__init__(in_dims, names)
-        if int(out_dim) <= 0:
-            raise ValueError(f"out_dim must be positive, got {out_dim}")
-        self.out_dim = int(out_dim)
+        super().__init__(in_dims, out_dim, names)
         self.tensor_dim = math.prod(d + 1 for d in self.in_dims)
         n_weights = self.tensor_dim * self.out_dim
         if n_weights > MAX_TENSOR_FUSION_WEIGHTS:
@@ -109,9 +114,7 @@ class LowRankTensorFusion(_ImputingFusion):
     """Low-rank multimodal fusion: a rank-``rank`` factorisation of the tensor-fusion weights.
 
     Args:
-        in_dims: per-modality feature sizes.
-        out_dim: size of the fused output.
-        names: optional modality names.
+        in_dims, out_dim, names: as for every baseline (sizes of the inputs and of the output, names).
         rank: number of rank-1 terms (default 128).
 
     Parameters: ``factors[i]`` of shape ``(rank, in_dims[i] + 1, out_dim)``, ``rank_weights`` ``(rank,)`` and
@@ -120,12 +123,9 @@ class LowRankTensorFusion(_ImputingFusion):
 
     def __init__(self, in_dims: Sequence[int], out_dim: int, names: Sequence[str] | None = None,
                  rank: int = 128):
-        super().__init__(in_dims, names)
-        if int(out_dim) <= 0:
-            raise ValueError(f"out_dim must be positive, got {out_dim}")
+        super().__init__(in_dims, out_dim, names)
         if int(rank) <= 0:
             raise ValueError(f"rank must be positive, got {rank}")
-        self.out_dim = int(out_dim)
         self.rank = int(rank)
         self.factors = nn.ParameterList(
             [nn.Parameter(torch.empty(self.rank, d + 1, self.out_dim)) for d in self.in_dims]
@@ -183,18 +183,13 @@ class MIMatrixFusion(_ImputingFusion):
     """Multiplicative interactions in matrix form (MI-matrix); chained left to right for more than 2 inputs.
 
     Args:
-        in_dims: per-modality feature sizes.
-        out_dim: size of the fused output.
-        names: optional modality names.
+        in_dims, out_dim, names: as for every baseline (sizes of the inputs and of the output, names).
 
     The pair ``(x_1, x_2)`` holds a ``(d_1, d_2, out_dim)`` weight tensor (134 M weights for 512/512/512).
     """
 
     def __init__(self, in_dims: Sequence[int], out_dim: int, names: Sequence[str] | None = None):
-        super().__init__(in_dims, names)
-        if int(out_dim) <= 0:
-            raise ValueError(f"out_dim must be positive, got {out_dim}")
-        self.out_dim = int(out_dim)
+        super().__init__(in_dims, out_dim, names)
         pairs = [_MIPair(self.in_dims[0], self.in_dims[1], self.out_dim)]
         pairs += [_MIPair(self.out_dim, d, self.out_dim) for d in self.in_dims[2:]]
         self.pairs = nn.ModuleList(pairs)
