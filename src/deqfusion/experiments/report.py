@@ -465,26 +465,33 @@ def fill_file(path: str | Path, check: bool = False) -> list[str]:
 # ------------------------------------------------------------------------------------------------- options
 
 
+#: the on/off options of ``deqfusion report``
+_SWITCHES = {
+    "--no-timing": "leave out the epochs and seconds columns",
+    "--long": "markdown with one row per variant and metric (variants of different experiments in one table; a "
+              "metric a variant's runs do not hold is left out)",
+    "--pool": "a variant found in several folders (a run split into seed ranges) is one row over all their seeds",
+    "--measured": "add a column with the date and commit each variant was measured at (the folder's "
+                  "provenance.json)",
+    "--check": "with --fill: write nothing, fail if a table differs",
+}
+
+#: the options of ``deqfusion report`` that take several values: (metavar, help)
+_LISTS = {
+    "--columns": ("KEY[:TITLE[:SCALE[:DIGITS]]]",
+                  "metric columns (default: the experiment's own, else every test_* value)"),
+    "--group-by": ("COLUMN", "per_seed.csv folders: the text columns that make a variant's name"),
+    "--rename": ("OLD=NEW", "show variant OLD as NEW"),
+    "--variants": ("LABEL", "show only these variants, in this order"),
+    "--fill": ("FILE", "re-render the <!-- report: ARGS --> blocks of these markdown files in place"),
+}
+
+
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``deqfusion report`` (also the syntax of a ``<!-- report: ARGS -->`` block)."""
     p.add_argument("folders", nargs="*", metavar="RUN_DIR", help="experiment output folders")
     p.add_argument("--format", choices=FORMATS, default="md", help="output format (default: md)")
-    p.add_argument("--columns", nargs="+", metavar="KEY[:TITLE[:SCALE[:DIGITS]]]",
-                   help="metric columns (default: the experiment's own, else every test_* value)")
-    p.add_argument("--no-timing", action="store_true", help="leave out the epochs and seconds columns")
-    p.add_argument("--long", action="store_true",
-                   help="markdown with one row per variant and metric (variants of different experiments in one "
-                        "table; a metric a variant's runs do not hold is left out)")
-    p.add_argument("--group-by", nargs="+", metavar="COLUMN",
-                   help="per_seed.csv folders: the text columns that make a variant's name")
-    p.add_argument("--rename", nargs="+", metavar="OLD=NEW", help="show variant OLD as NEW")
-    p.add_argument("--variants", nargs="+", metavar="LABEL", help="show only these variants, in this order")
-    p.add_argument("--pool", action="store_true",
-                   help="a variant found in several folders (a run split into seed ranges) is one row over all "
-                        "their seeds")
-    p.add_argument("--measured", action="store_true",
-                   help="add a column with the date and commit each variant was measured at (the folder's "
-                        "provenance.json)")
-    p.add_argument("--fill", nargs="+", metavar="FILE",
-                   help="re-render the <!-- report: ARGS --> blocks of these markdown files in place")
-    p.add_argument("--check", action="store_true", help="with --fill: write nothing, fail if a table differs")
+    for flag, (metavar, text) in _LISTS.items():
+        p.add_argument(flag, nargs="+", metavar=metavar, help=text)
+    for flag, text in _SWITCHES.items():
+        p.add_argument(flag, action="store_true", help=text)
