@@ -81,7 +81,7 @@ def _setup(spec: str, train: dict, dev: torch.device, lambda_jac: float, seed: i
     from deqfusion.experiments.fusion_spec import resolve_fusion_spec
     from deqfusion.experiments.mmimdb import OTHERS, PRESETS
     from deqfusion.models.mmimdb import EARLY, build_mmimdb_model, mmimdb_step_fn
-    from deqfusion.training.minibatch import param_groups
+    from deqfusion.training.optim import param_groups
     from deqfusion.training.seed import seed_everything
 
     resolved = resolve_fusion_spec(spec, PRESETS, OTHERS)

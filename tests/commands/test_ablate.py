@@ -6,6 +6,7 @@ import pytest
 from deqfusion.cli import main
 from deqfusion.errors import UserError
 from deqfusion.experiments.ablation import VARIANTS, resolve_variants
+from deqfusion.training.checkpoint import load_checkpoint
 
 
 def _argv(data, out, *extra):
@@ -35,7 +36,7 @@ def test_ablation_runs_both_datasets_and_writes_one_table(shared_data_dir, tmp_p
         assert 0 <= float(r["acc" if r["dataset"] == "rosmap" else "acc2_neg_pos"]) <= 1
     assert (out / "rosmap" / "deq_purify-False" / "seed0" / "result.json").is_file()
     assert (out / "rosmap" / "deq_b_mode-phantom_phantom_steps-5" / "seed0" / "result.json").is_file()
-    assert (out / "mosi" / "fuse-only" / "seed0" / "best.pt").is_file()
+    assert "best" in load_checkpoint(out / "mosi" / "fuse-only" / "seed0" / "checkpoint.pt")
     summary = json.loads((out / "summary.json").read_text())["summary"]
     assert summary["mosi"]["full"]["mae"]["values"] == [float(by["mosi", "full"]["mae"])]
     md = (out / "summary.md").read_text()

@@ -9,7 +9,7 @@ from deqfusion.data.mixomics import load_mixomics
 from deqfusion.metrics.classification import classification_metrics
 from deqfusion.models.omics import OmicsClassifier
 from deqfusion.training.checkpoint import load_checkpoint
-from deqfusion.training.fullbatch import stratified_split
+from deqfusion.training.data import stratified_split
 
 FAST = ["--epochs", "6", "--eval-every", "3", "--hidden", "16", "--threads", "1", "--no-progress"]
 
@@ -57,7 +57,7 @@ def test_test_scores_come_from_the_selected_model_with_protein_absent(finished, 
     scaled = data.minmax_scaled(fit_idx)
     model = OmicsClassifier([200, 184, 142], 3, hidden=16, fusion=spec["fusion"], fusion_options=spec["options"],
                             feature_norm="layer", modality_dropout=spec["modality_dropout"])
-    model.load_state_dict(load_checkpoint(out / method / "seed0" / "checkpoint.pt")["trainer"]["best_state"])
+    model.load_state_dict(load_checkpoint(out / method / "seed0" / "checkpoint.pt")["best"]["model"])
     model.eval()
     absent = torch.tensor([[True, True, False]]).expand(70, 3)
     with torch.no_grad():

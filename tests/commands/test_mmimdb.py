@@ -81,10 +81,10 @@ def test_test_metrics_come_from_the_selected_model_on_the_test_split(finished_ru
                                                                      options):
     out = finished_run
     run = json.loads((out / label / "seed0" / "result.json").read_text())
-    best = load_checkpoint(out / label / "seed0" / "best.pt")
+    best = load_checkpoint(out / label / "seed0" / "checkpoint.pt")["best"]
     assert best["epoch"] == run["best_epoch"]
     history = list(csv.DictReader(open(out / label / "seed0" / "history.csv")))
-    assert run["val"]["macro_f1"] == max(float(h["valid_macro_f1"]) for h in history)
+    assert run["val"]["macro_f1"] == max(float(h["val_macro_f1"]) for h in history)
     model = build_mmimdb_model(name, hidden=16, fusion_options=options)
     model.load_state_dict(best["model"])
     model.eval()
@@ -125,10 +125,10 @@ def test_resume_continues_an_interrupted_run(data_file, tmp_path):
     # the same run interrupted in its third epoch, then resumed
     out2 = tmp_path / "out2"
     args2 = [a if a != str(out) else str(out2) for a in args]
-    from deqfusion.training import minibatch
+    from deqfusion.training.trainer import Trainer
 
     calls = {"n": 0}
-    original = minibatch.MinibatchTrainer._train_epoch
+    original = Trainer._train_epoch
 
     def dying(self, *a, **k):
         calls["n"] += 1
@@ -136,11 +136,11 @@ def test_resume_continues_an_interrupted_run(data_file, tmp_path):
             raise KeyboardInterrupt
         return original(self, *a, **k)
 
-    minibatch.MinibatchTrainer._train_epoch = dying
+    Trainer._train_epoch = dying
     try:
         assert main(args2 + ["--max-epochs", "4"]) == 130
     finally:
-        minibatch.MinibatchTrainer._train_epoch = original
+        Trainer._train_epoch = original
     assert load_checkpoint(out2 / "concat" / "seed0" / "checkpoint.pt")["state"]["epoch"] == 2
     assert main(args2 + ["--max-epochs", "4", "--resume"]) == 0
     resumed = json.loads((out2 / "concat" / "seed0" / "result.json").read_text())

@@ -56,7 +56,7 @@ def test_loss_falls(two_fusion_run):
     for label in ("concat", "deq_f_max_iter-6_b_mode-phantom_phantom_steps-2"):
         hist = list(csv.DictReader(open(two_fusion_run / label / "seed0" / "history.csv")))
         assert [int(h["epoch"]) for h in hist] == [2, 4, 6, 8]
-        assert float(hist[-1]["loss"]) < float(hist[0]["loss"])
+        assert float(hist[-1]["train_loss"]) < float(hist[0]["train_loss"])
     hist = list(csv.DictReader(open(two_fusion_run / "concat" / "seed0" / "history.csv")))
     assert float(hist[-1]["val_ce"]) < float(hist[0]["val_ce"])
 

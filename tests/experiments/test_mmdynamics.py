@@ -10,20 +10,21 @@ from deqfusion.data.mogonet import load_dataset
 from deqfusion.errors import UserError
 from deqfusion.experiments import mmdynamics as exp_mmd
 from deqfusion.models.mmdynamics import MMDynamicsClassifier, mmdynamics_objective
-from deqfusion.training.fullbatch import FullBatchConfig, evaluate, fit
+from deqfusion.training.config import TrainConfig
+from deqfusion.training.objective import evaluate, fit
 from deqfusion.training.seed import seed_everything
 
 
 def test_recipes_are_the_published_ones():
     r = exp_mmd.recipe("mmdynamics", "rosmap")
     assert (r["hidden"], r["dropout"], r["growth"], r["lambda_jac"]) == (1000, 0.5, 1.0, 0.0)
-    assert r["train"] == dict(epochs=1000, lr=1e-4, weight_decay=1e-4, schedule="step", step_size=500, gamma=0.2,
-                              clip_norm=None, guard=None)
+    assert r["train"] == dict(epochs=1000, optimizer="adam", lr=1e-4, weight_decay=1e-4, schedule="step",
+                              step_size=500, gamma=0.2, clip_norm=None, guard=None)
     assert exp_mmd.recipe("mmdynamics", "brca")["train"]["epochs"] == 2500
     d = exp_mmd.recipe("mmdynamics-deq", "rosmap")
     assert (d["hidden"], d["growth"], d["lambda_jac"]) == (300, 1.5, 20.0)
     assert d["train"]["schedule"] == "warmup_cosine" and d["train"]["warmup_epochs"] == 50
-    assert d["train"]["epochs"] == 1000 and d["train"]["lr"] == 1e-4
+    assert d["train"]["epochs"] == 1000 and d["train"]["lr"] == 1e-4 and d["train"]["optimizer"] == "adam"
     b = exp_mmd.recipe("mmdynamics-deq", "brca")
     assert b["hidden"] == 500 and b["train"]["epochs"] == 2500
     # resolving does not change the table
@@ -61,7 +62,8 @@ def test_fixed_protocol_through_the_command(shared_data_dir, tmp_path, short_rec
     model = MMDynamicsClassifier(data.in_dims, 2, hidden=1000)
     objective = mmdynamics_objective(2)
     fit(model, data.x_train, data.y_train, None, None,
-        FullBatchConfig(epochs=6, lr=1e-4, weight_decay=1e-4, step_size=500, gamma=0.2, clip_norm=None, guard=None),
+        TrainConfig(epochs=6, optimizer="adam", lr=1e-4, weight_decay=1e-4, schedule="step", step_size=500, gamma=0.2,
+                    clip_norm=None, guard=None),
         *objective)
     assert evaluate(model, data.x_test, data.y_test, *objective) == res["test"]
     deq = json.loads((out / "mmdynamics-deq_f_max_iter-4_b_mode-phantom" / "seed0" / "result.json").read_text())
@@ -108,7 +110,7 @@ def test_fixed_protocol_trains_the_same_model_whatever_the_test_files_hold(share
         runs[name] = (json.loads((out / "mmdynamics" / "seed0" / "result.json").read_text()),
                       torch.load(out / "mmdynamics" / "seed0" / "checkpoint.pt", weights_only=False))
     (real, real_ckpt), (other, other_ckpt) = runs["real"], runs["changed"]
-    assert real_ckpt["trainer"]["history"] == other_ckpt["trainer"]["history"]  # per-epoch training losses
+    assert real_ckpt["state"]["history"] == other_ckpt["state"]["history"]  # per-epoch training losses
     for key, value in real_ckpt["model"].items():
         assert torch.equal(value, other_ckpt["model"][key]), key
     assert real["test"]["acc"] != other["test"]["acc"]  # the test files did differ, and were scored

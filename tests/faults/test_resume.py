@@ -73,7 +73,7 @@ def test_resume_over_files_without_config_is_refused_and_writes_nothing(omics_ru
     (out / "config.json").unlink()
     if remove == "config+result":
         (out / "concat" / "seed0" / "result.json").unlink()
-        pattern = r"checkpoint.pt was written with other settings"
+        pattern = r"checkpoint.pt was written by a run with other settings"
     else:
         pattern = r"result.json was written with other settings"
     before = _tree(out)

@@ -8,7 +8,7 @@ from deqfusion.models.mmimdb import (
     mmimdb_model_names,
     mmimdb_step_fn,
 )
-from deqfusion.training.minibatch import StepOutput
+from deqfusion.training.trainer import StepOutput
 
 from ..data.mmimdb_files import make_arrays
 

@@ -111,7 +111,7 @@ def test_torchrun_mosi_features_matches_one_process(shared_data_dir, tmp_path):
     assert abs(two["test"]["mae"] - one["test"]["mae"]) < 1e-5
     for h1, h2 in zip(_history(tmp_path / "one"), _history(tmp_path / "two"), strict=True):
         assert abs(float(h1["train_loss"]) - float(h2["train_loss"])) < 1e-5
-        assert h2["valid_n"] == h1["valid_n"] == "227"  # metrics cover the whole dev split, gathered
+        assert h2["val_n"] == h1["val_n"] == "227"  # metrics cover the whole dev split, gathered
     # only rank 0 wrote: the same files as the single-process run, none left half-written
     files = sorted(str(p.relative_to(tmp_path / "two")) for p in (tmp_path / "two").rglob("*"))
     assert files == sorted(str(p.relative_to(tmp_path / "one")) for p in (tmp_path / "one").rglob("*"))

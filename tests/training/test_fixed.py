@@ -2,8 +2,9 @@ import pytest
 import torch
 
 from deqfusion.models.mmdynamics import MMDynamicsClassifier, mmdynamics_objective
+from deqfusion.training.config import TrainConfig
 from deqfusion.training.fixed import fit_then_test
-from deqfusion.training.fullbatch import FullBatchConfig, evaluate, fit
+from deqfusion.training.objective import evaluate, fit
 from deqfusion.training.seed import seed_everything
 
 
@@ -34,7 +35,7 @@ def test_test_data_are_obtained_only_after_the_last_epoch_and_scored_once():
 
     seed_everything(0)
     model = MMDynamicsClassifier([6, 4], 2, hidden=8)
-    cfg = FullBatchConfig(epochs=15, lr=1e-2, eval_every=5, patience=None)
+    cfg = TrainConfig(epochs=15, optimizer="adam", lr=1e-2, eval_every=5, patience=None)
     result, test = fit_then_test(model, x_tr, y_tr, cfg, loss_fn, counting_probs, metrics_fn, load_test,
                                  progress=progress)
     # every epoch ran before the test data were asked for; afterwards exactly one scoring, on the 30 test samples
@@ -56,7 +57,7 @@ def test_selection_settings_are_refused():
         raise AssertionError("the test data must not be read")
 
     with pytest.raises(ValueError, match="patience must be None"):
-        fit_then_test(model, x, y, FullBatchConfig(epochs=3, patience=2), *mmdynamics_objective(2), never)
+        fit_then_test(model, x, y, TrainConfig(epochs=3, patience=2), *mmdynamics_objective(2), never)
     with pytest.raises(ValueError, match="reference_protocol must be off"):
-        fit_then_test(model, x, y, FullBatchConfig(epochs=3, reference_protocol=True), *mmdynamics_objective(2),
+        fit_then_test(model, x, y, TrainConfig(epochs=3, reference_protocol=True), *mmdynamics_objective(2),
                       never)

@@ -5,9 +5,10 @@ import torch
 from torch import nn
 
 from deqfusion import DEQFusion
+from deqfusion.training.config import TrainConfig
 from deqfusion.training.guard import DivergenceGuard, GuardConfig, TrainingDiverged
-from deqfusion.training.minibatch import MinibatchTrainer, StepOutput, TrainerConfig
 from deqfusion.training.seed import seed_everything
+from deqfusion.training.trainer import StepOutput, Trainer
 
 
 class Model(nn.Module):
@@ -153,7 +154,7 @@ def test_raise_policy_and_too_many_skips():
         GuardConfig(policy="ignore")
 
 
-def test_minibatch_trainer_skips_divergent_batches_and_reports_them(tmp_path):
+def test_trainer_skips_divergent_batches_and_reports_them(tmp_path):
     x, y = _data(64, 0)
     xv, yv = _data(16, 1)
     calls = []
@@ -169,17 +170,17 @@ def test_minibatch_trainer_skips_divergent_batches_and_reports_them(tmp_path):
 
     seed_everything(0)
     model = Model()
-    cfg = TrainerConfig(max_epochs=2, batch_size=16, lr=1e-3, select_metric="loss")
-    result = MinibatchTrainer(model, step, None, cfg, out_dir=tmp_path).fit({"x": x, "y": y}, {"x": xv, "y": yv})
-    assert result["guard"]["skipped"] == 2 and result["guard"]["events"]["nonfinite_loss"] == 2
-    assert result["history"][0]["train_loss"] == pytest.approx(result["history"][0]["train_loss"])  # finite
+    cfg = TrainConfig(epochs=2, batch_size=16, lr=1e-3, weight_decay=1e-2, select="loss")
+    result = Trainer(model, step, None, cfg, checkpoint=tmp_path / "c.pt").fit({"x": x, "y": y}, {"x": xv, "y": yv})
+    assert result.guard["skipped"] == 2 and result.guard["events"]["nonfinite_loss"] == 2
+    assert result.history[0]["train_loss"] == pytest.approx(result.history[0]["train_loss"])  # finite
     assert _finite(model)
 
 
 def _omics_fit(config, loss_hook=None, scale_at=None, box=None):
     from deqfusion.metrics.classification import classification_metrics
     from deqfusion.models.omics import OmicsClassifier, omics_loss
-    from deqfusion.training.fullbatch import fit
+    from deqfusion.training.objective import fit
 
     seed_everything(0)
     g = torch.Generator().manual_seed(0)
@@ -208,19 +209,17 @@ def _omics_fit(config, loss_hook=None, scale_at=None, box=None):
     return model, res
 
 
-def test_fullbatch_skips_a_divergent_epoch_and_counts_it():
-    from deqfusion.training.fullbatch import FullBatchConfig
-
-    cfg = FullBatchConfig(epochs=6, lr=1e-3, eval_every=2)
+def test_full_batch_skips_a_divergent_epoch_and_counts_it():
+    cfg = TrainConfig(epochs=6, optimizer="adam", lr=1e-3, weight_decay=1e-4, schedule="step", clip_norm=30.0,
+                      eval_every=2, select="ce")
     model, res = _omics_fit(cfg, loss_hook=lambda k, t: t * float("nan") if k == 3 else t)
     assert res.guard["skipped"] == 1 and res.guard["events"]["nonfinite_loss"] == 1 and res.epochs_run == 6
     assert _finite(model)
 
 
-def test_fullbatch_weight_scaled_up_is_caught_and_training_stops_with_finite_weights():
-    from deqfusion.training.fullbatch import FullBatchConfig
-
-    cfg = FullBatchConfig(epochs=20, lr=1e-3, eval_every=50, guard_max_consecutive=3)
+def test_full_batch_weight_scaled_up_is_caught_and_training_stops_with_finite_weights():
+    cfg = TrainConfig(epochs=20, optimizer="adam", lr=1e-3, weight_decay=1e-4, schedule="step", clip_norm=30.0,
+                      eval_every=50, select="ce", guard_max_consecutive=3)
     seen = {}
 
     def hook(k, total):

@@ -1,12 +1,11 @@
 """Kill-and-resume at the command level: a run interrupted mid-training (KeyboardInterrupt, what Ctrl-C or SIGINT
 raises) and continued with ``--resume`` ends with the same metrics as an uninterrupted run with the same seed.
 
-(The mini-batch trainer itself and ``deqfusion mmimdb`` have their own interrupted-resume tests in
-tests/training/test_minibatch.py and tests/commands/test_mmimdb.py; the full-batch trainer in test_fullbatch.py.)
+(The trainer itself and ``deqfusion mmimdb`` have their own interrupted-resume tests in tests/training/test_trainer.py,
+tests/training/test_objective.py and tests/commands/test_mmimdb.py.)
 """
 
 import csv
-import functools
 import json
 
 import pytest
@@ -34,10 +33,9 @@ def _json(path):
 
 def test_omics_kill_and_resume(shared_data_dir, tmp_path, monkeypatch):
     import deqfusion.experiments.omics as omics
-    from deqfusion.training.fullbatch import FullBatchConfig
 
-    # checkpoints every 4 epochs (the command's default is every 100, too long for a test)
-    monkeypatch.setattr(omics, "FullBatchConfig", functools.partial(FullBatchConfig, checkpoint_every=3))
+    # checkpoints every 3 epochs (the command's default is every 100, too long for a test)
+    monkeypatch.setattr(omics, "CHECKPOINT_EVERY", 3)
     argv = ["omics", "--dataset", "rosmap", "--data-dir", str(shared_data_dir / "rosmap"), "--epochs", "8",
             "--eval-every", "2", "--hidden", "16", "--threads", "1", "--no-progress", "--seeds", "3",
             "--fusion", "deq:f_max_iter=8,b_mode=implicit,b_max_iter=8"]  # Hutchinson probes + dropout: RNG
@@ -93,10 +91,9 @@ def test_mosi_features_kill_and_resume(shared_data_dir, tmp_path, monkeypatch):
 
 
 def test_missing_kill_and_resume(shared_data_dir, tmp_path, monkeypatch):
-    import deqfusion.experiments.missing as missing
-    from deqfusion.training.fullbatch import FullBatchConfig
+    import deqfusion.experiments.omics as omics
 
-    monkeypatch.setattr(missing, "FullBatchConfig", functools.partial(FullBatchConfig, checkpoint_every=3))
+    monkeypatch.setattr(omics, "CHECKPOINT_EVERY", 3)
     argv = ["missing", "--data-dir", str(shared_data_dir), "--seeds", "0", "--methods", "deq-dropout",
             "--epochs", "6", "--eval-every", "3", "--hidden", "16", "--no-progress"]  # modality drop-out: RNG
     assert main(argv + ["--out", str(tmp_path / "straight")]) == 0

@@ -2,8 +2,8 @@
 
 Every fusion runs on one harness (same data, encoders, head, optimiser, early stopping and metrics), so that
 the table compares fusions only. Writes the layout of :mod:`deqfusion.experiments.runner` into ``--out``:
-``config.json``, ``<label>/seed<k>/`` (``result.json``, ``history.csv``, ``checkpoint.pt`` for ``--resume`` and
-``best.pt``, the selected model), ``per_seed.csv``, ``summary.json``, ``summary.csv`` and ``summary.md``.
+``config.json``, ``<label>/seed<k>/`` (``result.json``, ``history.csv``, ``checkpoint.pt`` for ``--resume``, which
+also holds the selected model), ``per_seed.csv``, ``summary.json``, ``summary.csv`` and ``summary.md``.
 
 Under ``torchrun --nproc_per_node=N`` each run trains with distributed data parallel (``--batch-size`` is the
 global batch); only rank 0 writes files.

@@ -8,7 +8,7 @@ can load, e.g. ``bert-base-uncased``).
 Per seed: fine-tune for ``--epochs`` epochs (batch 24, lr 2e-5, head lr 1e-2, 10 % linear warm-up then linear
 decay, loss ``0.5 (y_hat - y)^2 + lambda_jac * R``), select the epoch with the lowest dev loss, evaluate that
 model once on the test split. Writes into ``--out`` the layout of :mod:`deqfusion.experiments.runner`:
-``config.json``, ``<fusion>/seed<k>/`` (``checkpoint.pt``, ``best.pt``, ``history.csv``, ``result.json``),
+``config.json``, ``<fusion>/seed<k>/`` (``checkpoint.pt``, ``history.csv``, ``result.json``),
 ``per_seed.csv``, ``summary.json``, ``summary.csv`` and ``summary.md``; ``--resume`` continues. The DEQ settings
 default to the paper's (105 / 106 iterations to 1e-4), not the library's.
 """

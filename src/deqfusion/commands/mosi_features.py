@@ -8,7 +8,7 @@ the rest of the standard test split was in the extractors' training data, see do
 ``test_clean_*``. ``--split bclstm`` runs the leak-free protocol instead (train and dev from the bc-LSTM train
 split, dev by video; test = the bc-LSTM test split, all of it clean). A variant is a subset and a fusion
 (``T+A+V deq``; a single modality uses none: ``T none``). Writes into ``--out`` the layout of
-:mod:`deqfusion.experiments.runner`: ``config.json``, ``<variant>/seed<k>/`` (``checkpoint.pt``, ``best.pt``,
+:mod:`deqfusion.experiments.runner`: ``config.json``, ``<variant>/seed<k>/`` (``checkpoint.pt``,
 ``history.csv``, ``result.json``), ``per_seed.csv``, ``summary.json``, ``summary.csv`` and ``summary.md`` (mean
 +- sd over seeds). ``--resume`` continues unfinished runs and reuses finished ones.
 

@@ -2,7 +2,7 @@
 
 Loads a trained model from an experiment's output folder (``deqfusion omics``, ``mosi-features``, ...:
 ``--run DIR`` with ``--fusion LABEL`` and ``--seed K``, or ``--checkpoint`` pointing at a run's
-``checkpoint.pt`` / ``best.pt``), rebuilds the run's test inputs exactly as training saw them (same split,
+``checkpoint.pt``), rebuilds the run's test inputs exactly as training saw them (same split,
 scaling and selected weights), and feeds them through the model up to the fusion. Then it solves the fusion's
 fixed point with each ``--solvers`` entry from zeros (default: the model's own solver and ``fixed_point_iter``,
 the weight-tied iteration ``z <- F(z)`` that the unrolled fusion runs) for ``--steps`` steps with no early
@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      help="which fusion of the run (its folder name; default: the first DEQ-type fusion)")
     src.add_argument("--seed", type=int, default=None, help="which seed of the run (default: the first)")
     src.add_argument("--checkpoint", default=None, metavar="PATH",
-                     help="a run's checkpoint.pt (omics) or best.pt (mosi-features) instead of --run/--fusion/--seed")
+                     help="a run's checkpoint.pt instead of --run/--fusion/--seed")
     src.add_argument("--data-dir", default=None,
                      help="data folder (default: the one the run recorded, then $DEQFUSION_DATA_DIR)")
     c.add_argument("--solvers", nargs="+", default=None, choices=SOLVERS,

@@ -14,7 +14,9 @@ from dataclasses import asdict
 from ..data.mixomics import MixOmicsData, load_mixomics
 from ..errors import UserError
 from ..models.omics import omics_objective
-from ..training.fullbatch import FullBatchConfig, evaluate, stratified_split
+from ..training.config import TrainConfig
+from ..training.data import stratified_split
+from ..training.objective import evaluate
 from ..training.seed import seed_everything
 from . import omics
 from .runner import Column, Experiment, Run, Table, register_experiment
@@ -66,9 +68,10 @@ def configure(args) -> tuple[dict, list[dict]]:
     for ok, message in checks:
         if not ok:
             raise UserError(message)
-    train = FullBatchConfig(epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay, step_size=args.step_size,
-                            gamma=0.2, clip_norm=30.0, eval_every=args.eval_every, patience=args.patience or None,
-                            select="ce", guard=None if args.guard == "none" else args.guard)
+    train = TrainConfig(epochs=args.epochs, optimizer="adam", lr=args.lr, weight_decay=args.weight_decay,
+                        schedule="step", step_size=args.step_size, gamma=0.2, clip_norm=30.0,
+                        eval_every=args.eval_every, patience=args.patience or None, select="ce",
+                        guard=None if args.guard == "none" else args.guard, checkpoint_every=omics.CHECKPOINT_EVERY)
     settings = {"model": "classifier", "hidden": args.hidden, "dropout": args.dropout, "lambda_jac": args.lambda_jac,
                 "feature_norm": "layer", "val_fraction": args.val_fraction,
                 "selection": "validation cross-entropy with the test set's modalities only (protein hidden)",
@@ -103,12 +106,12 @@ def train(run: Run) -> dict:
               data.y_test)
     model = omics.build_model(cfg, [data.in_dims[m] for m in mods], data.num_classes, spec, spec["modality_dropout"])
     objective = omics_objective(cfg["lambda_jac"], data.num_classes)
-    res = omics.fit_model(run, model, FullBatchConfig(**cfg["train"]), inputs, objective, run.checkpoint,
+    res = omics.fit_model(run, model, TrainConfig(**cfg["train"]), inputs, objective, run.checkpoint,
                           run.fingerprint)
     test = evaluate(model, x_test, data.y_test, *objective)
     val_all = evaluate(model, _inputs(part["val"], mods, mods), y_val, *objective)
-    return {"test_modalities": test_has, "test": test, "val": res.best_val, "val_all": val_all,
-            "best_epoch": res.best_epoch, "epochs_run": res.epochs_run, "train_seconds": res.seconds,
+    return {"test_modalities": test_has, "test": test, "val": res.val, "val_all": val_all,
+            "best_epoch": res.best_epoch, "epochs_run": res.epochs_run, "train_seconds": res.train_seconds,
             "solver_steps": test.get("solver_steps"), "guard": res.guard, "health": res.health,
             "n_fit": int(y_fit.numel()),
             "n_val": int(y_val.numel()), "n_test": int(data.y_test.numel()), "history": res.history}

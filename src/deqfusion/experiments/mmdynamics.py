@@ -26,14 +26,14 @@ from dataclasses import asdict
 
 from ..errors import UserError
 from ..models.mmdynamics import CONCAT, MMDynamicsClassifier, mmdynamics_objective
+from ..training.config import TrainConfig
 from ..training.fixed import fit_then_test
-from ..training.fullbatch import FullBatchConfig
 from ..training.seed import seed_everything
 from .runner import Run
 
 __all__ = ["PRESETS", "RECIPES", "recipe", "fixed_recipes", "build_mmdynamics", "fixed"]
 
-_ADAM = dict(lr=1e-4, weight_decay=1e-4)
+_ADAM = dict(optimizer="adam", lr=1e-4, weight_decay=1e-4)
 
 #: recipe name -> dataset -> settings (``"default"`` for datasets without their own entry)
 RECIPES: dict[str, dict[str, dict]] = {
@@ -115,8 +115,7 @@ def fixed(run: Run) -> dict:
         raise UserError("--reference-protocol scores the test files during training; the fixed protocol does not")
     rec = recipe(variant["name"], cfg["dataset"])
     try:
-        train_cfg = FullBatchConfig(**{**rec["train"], "eval_every": 10,
-                                       "checkpoint_every": 100})
+        train_cfg = TrainConfig(**{**rec["train"], "eval_every": 10, "checkpoint_every": 100})
     except ValueError as exc:
         raise UserError(f"{variant['label']}: {exc}") from None
     scaled = data.minmax_scaled()  # statistics of the training samples only
@@ -137,7 +136,7 @@ def fixed(run: Run) -> dict:
                    "fusion": variant["fusion"], "fusion_options": dict(variant["options"]),
                    "train": asdict(train_cfg)},
         "test": test, "val": {}, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
-        "train_seconds": res.seconds, "train_cpu_seconds": res.cpu_seconds,
+        "train_seconds": res.train_seconds, "train_cpu_seconds": res.train_cpu_seconds,
         "seconds_per_epoch": res.seconds_per_epoch, "solver_steps": test.get("solver_steps"), "guard": res.guard,
         "health": res.health, "n_train": int(scaled.y_train.numel()), "n_test": int(scaled.y_test.numel()),
         "num_parameters": sum(p.numel() for p in model.parameters()), "history": res.history,

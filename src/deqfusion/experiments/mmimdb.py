@@ -17,8 +17,8 @@ from ..data.mmimdb import inspect_file, load_splits
 from ..errors import UserError
 from ..metrics.multilabel import multilabel_f1
 from ..models.mmimdb import EARLY, build_mmimdb_model, mmimdb_step_fn
+from ..training.config import TrainConfig
 from ..training.health import multilabel_health
-from ..training.minibatch import TrainerConfig
 from ..training.seed import seed_everything
 from . import minibatch
 from .fusion_spec import resolve_fusion_specs
@@ -99,11 +99,11 @@ def train(run: Run) -> dict:
     seed_everything(run.seed)
     model = build_model(cfg, run.data, run.variant)
     has_fusion = run.variant["fusion"] != EARLY
-    tcfg = TrainerConfig(
-        max_epochs=cfg["max_epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], weight_decay=cfg["weight_decay"],
-        group_lrs={"fusion": cfg["fusion_lr"]} if has_fusion else {}, select_metric="macro_f1", select_mode="max",
-        patience=cfg["patience"], seed=run.seed, device=cfg["sources"]["device"], progress=run.progress,
-        desc=f"{run.label} seed {run.seed}",
+    tcfg = TrainConfig(
+        epochs=cfg["max_epochs"], batch_size=cfg["batch_size"], optimizer="adamw", lr=cfg["lr"],
+        weight_decay=cfg["weight_decay"], group_lrs={"fusion": cfg["fusion_lr"]} if has_fusion else {},
+        select="macro_f1", select_mode="max", patience=cfg["patience"], shuffle_seed=run.seed,
+        device=cfg["sources"]["device"], progress=run.progress, desc=f"{run.label} seed {run.seed}",
     )
     trainer = minibatch.trainer_for(run, model, mmimdb_step_fn(cfg["lambda_jac"]), multilabel_f1, tcfg)
     result = minibatch.fit(run, trainer, run.data)

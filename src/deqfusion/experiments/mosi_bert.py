@@ -15,8 +15,8 @@ import torch
 from ..data.mosi import SPLITS, check_alignment, load_mosi_audio, load_mosi_text, resolve_text_root
 from ..errors import UserError
 from ..training import mosi_regression as mr
+from ..training.config import TrainConfig
 from ..training.health import regression_health
-from ..training.minibatch import TrainerConfig
 from ..training.seed import seed_everything
 from . import minibatch
 from .runner import Column, Experiment, Run, Table, register_experiment
@@ -84,16 +84,15 @@ def train(run: Run) -> dict:
     bert, _ = load_bert(cfg["bert"])
     model = CrossModalBert(bert, freeze_embeddings=not cfg["train_embeddings"], audio_dim=run.data["audio_dim"],
                            **head_options(run.variant["fusion"], cfg))
-    tcfg = TrainerConfig(
-        max_epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"], weight_decay=cfg["weight_decay"],
-        select_metric="loss", select_mode="min", grad_clip=cfg["grad_clip"], schedule="warmup_linear",
-        warmup_fraction=cfg["warmup"], seed=run.seed, device=cfg["sources"]["device"],
-        desc=f"{run.label} seed {run.seed}",
+    tcfg = TrainConfig(
+        epochs=cfg["epochs"], batch_size=cfg["batch_size"], optimizer="adamw", lr=cfg["lr"],
+        weight_decay=cfg["weight_decay"], select="loss", select_mode="min", clip_norm=cfg["grad_clip"],
+        schedule="warmup_linear", warmup_fraction=cfg["warmup"], shuffle_seed=run.seed,
+        device=cfg["sources"]["device"], desc=f"{run.label} seed {run.seed}",
     )
-    trainer = minibatch.trainer_for(run, model, mr.bert_step_fn(cfg["lambda_jac"]), mr.metric_fn, tcfg)
     # the reference optimiser groups (head at head_lr; biases and BERT LayerNorms without weight decay)
-    trainer.optimizer = torch.optim.AdamW(
-        cmbert_param_groups(trainer.model, cfg["lr"], cfg["head_lr"], cfg["weight_decay"]), lr=cfg["lr"])
+    groups = cmbert_param_groups(model, cfg["lr"], cfg["head_lr"], cfg["weight_decay"])
+    trainer = minibatch.trainer_for(run, model, mr.bert_step_fn(cfg["lambda_jac"]), mr.metric_fn, tcfg, groups)
     result = minibatch.fit(run, trainer, run.data["splits"], valid="dev")
     result["health"] = regression_health(result["val"]["mae"], run.data["labels"]["dev"],
                                          run.data["labels"]["train"])

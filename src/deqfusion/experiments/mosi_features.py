@@ -20,8 +20,8 @@ from ..metrics.regression import regression_metrics
 from ..models.mosi_features import MosiFeatureModel
 from ..training import mosi_regression as mr
 from ..training.checkpoint import load_checkpoint
+from ..training.config import TrainConfig
 from ..training.health import regression_health
-from ..training.minibatch import TrainerConfig
 from ..training.seed import seed_everything
 from . import minibatch
 from .fusion_spec import resolve_fusion_specs
@@ -111,20 +111,19 @@ def train(run: Run) -> dict:
     mods = variant["modalities"]
     seed_everything(run.seed)
     model = build_model(cfg, data.dims, variant)
-    tcfg = TrainerConfig(
-        max_epochs=cfg["epochs"], batch_size=cfg["batch_size"], eval_batch_size=512, lr=cfg["lr"],
+    tcfg = TrainConfig(
+        epochs=cfg["epochs"], batch_size=cfg["batch_size"], eval_batch_size=512, optimizer="adamw", lr=cfg["lr"],
         weight_decay=cfg["weight_decay"],
         group_lrs={"fusion": cfg["fusion_lr"]} if cfg["fusion_lr"] and model.fusion is not None else {},
-        select_metric=cfg["select"], select_mode="max" if cfg["select"].startswith(("acc", "f1", "corr")) else "min",
-        patience=cfg["patience"], grad_clip=cfg["grad_clip"], seed=run.seed, device=cfg["sources"]["device"],
-        desc=f"{run.label} seed {run.seed}",
+        select=cfg["select"], select_mode="max" if cfg["select"].startswith(("acc", "f1", "corr")) else "min",
+        patience=cfg["patience"], clip_norm=cfg["grad_clip"], shuffle_seed=run.seed,
+        device=cfg["sources"]["device"], desc=f"{run.label} seed {run.seed}",
     )
     trainer = minibatch.trainer_for(run, model, mr.feature_step_fn(mods, cfg["lambda_jac"], cfg["loss"]),
                                     mr.metric_fn, tcfg)
     splits = {s: mr.split_tensors(data.splits[s], mods) for s in ("train", "dev", "test")}
     result = minibatch.fit(run, trainer, splits, valid="dev")
-    # the selected model once more, on the clean part of the test split
-    model.load_state_dict(load_checkpoint(run.dir / minibatch.BEST, cfg["sources"]["device"])["model"])
+    # the selected model (which the trainer left in the model) once more, on the clean part of the test split
     result["test_clean"], _ = trainer.evaluate(mr.split_tensors(run.data["clean_test"], mods), desc="clean test")
     result["health"] = regression_health(result["val"]["mae"], data.splits["dev"].labels,
                                          data.splits["train"].labels)
@@ -151,8 +150,11 @@ def restore(loaded, label: str, seed: int, data_dir: str | None = None) -> dict:
     variant = next(v for v in loaded.config["variants"] if v["label"] == label)
     data = load(cfg)["data"]
     model = build_model(cfg, data.dims, variant)
-    ckpt = loaded.path / label / f"seed{seed}" / minibatch.BEST
-    model.load_state_dict(load_checkpoint(ckpt, "cpu")["model"])
+    ckpt = loaded.path / label / f"seed{seed}" / "checkpoint.pt"
+    best = (load_checkpoint(ckpt, "cpu").get("best") or {}).get("model")
+    if best is None:
+        raise UserError(f"{ckpt} holds no selected model (its best entry): not a finished run of this version")
+    model.load_state_dict(best)
     mods = variant["modalities"]
     test = mr.split_tensors(data.splits["test"], mods)
     n = int(test["labels"].numel())

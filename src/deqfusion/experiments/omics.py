@@ -24,8 +24,10 @@ from ..data.mogonet import OmicsData, load_dataset
 from ..errors import UserError
 from ..models.omics import OmicsClassifier, omics_objective
 from ..training.checkpoint import CheckpointError, load_checkpoint
-from ..training.fullbatch import FullBatchConfig, evaluate, fit, stratified_split
+from ..training.config import TrainConfig
+from ..training.data import stratified_split
 from ..training.guard import TrainingDiverged
+from ..training.objective import evaluate, fit
 from ..training.seed import seed_everything
 from .fusion_spec import resolve_fusion_specs
 from .mmdynamics import PRESETS as MMDYNAMICS_PRESETS
@@ -46,6 +48,8 @@ DATASET_DEFAULTS: dict[str, dict] = {
     "kipan": dict(_LONG),
     "lgg": dict(_LONG),
 }
+#: the trainer writes its checkpoint every this many epochs (and at the end)
+CHECKPOINT_EVERY = 100
 #: the reference's schedule (``reference_settings``): lr 1e-4, StepLR(500, 0.2), no early stopping
 REFERENCE_SCHEDULE = dict(lr=1e-4, step_size=500, gamma=0.2, patience=0, eval_every=50, lambda_jac=20.0)
 
@@ -97,10 +101,11 @@ def configure(args) -> tuple[dict, list[dict]]:
     if args.dev_holdout is not None and not 0.0 < args.dev_holdout < 1.0:
         raise UserError(f"--dev-holdout must lie in (0, 1), got {args.dev_holdout}")
     try:
-        train = FullBatchConfig(epochs=pick["epochs"], lr=pick["lr"], weight_decay=args.weight_decay,
-                                step_size=pick["step_size"], gamma=pick["gamma"], clip_norm=args.clip or None,
-                                eval_every=pick["eval_every"], patience=pick["patience"] or None,
-                                select=args.select, reference_protocol=args.reference_protocol)
+        train = TrainConfig(epochs=pick["epochs"], optimizer="adam", lr=pick["lr"], weight_decay=args.weight_decay,
+                            schedule="step", step_size=pick["step_size"], gamma=pick["gamma"],
+                            clip_norm=args.clip or None, eval_every=pick["eval_every"],
+                            patience=pick["patience"] or None, select=args.select,
+                            reference_protocol=args.reference_protocol, checkpoint_every=CHECKPOINT_EVERY)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     settings = {
@@ -190,7 +195,7 @@ def _bar(run: Run, total: int):
 
     def on_epoch(row):
         bar.n = row["epoch"]
-        post = {"loss": f"{row['loss']:.3f}"}
+        post = {"loss": f"{row['train_loss']:.3f}"}
         if "val_ce" in row:
             post.update(val_ce=f"{row['val_ce']:.3f}", val_acc=f"{row['val_acc']:.3f}")
         bar.set_postfix(post, refresh=False)
@@ -215,8 +220,8 @@ def training(run: Run, epochs: int):
             bar.close()
 
 
-def fit_model(run: Run, model, train_cfg: FullBatchConfig, inputs, objective, checkpoint, fingerprint):
-    """:func:`~deqfusion.training.fullbatch.fit` with the run's checkpoint, progress bar and user-facing
+def fit_model(run: Run, model, train_cfg: TrainConfig, inputs, objective, checkpoint, fingerprint):
+    """:func:`~deqfusion.training.objective.fit` with the run's checkpoint, progress bar and user-facing
     errors."""
     x_fit, y_fit, x_val, y_val, x_test, y_test = inputs
     with training(run, train_cfg.epochs) as on_epoch:
@@ -232,15 +237,16 @@ def select_and_test(run: Run) -> dict:
     inputs = test_inputs(data, cfg, run.seed)
     model = build_model(cfg, data.in_dims, data.num_classes, run.variant)
     objective = omics_objective(cfg["lambda_jac"], data.num_classes)
-    res = fit_model(run, model, FullBatchConfig(**cfg["train"]), inputs, objective, run.checkpoint,
+    res = fit_model(run, model, TrainConfig(**cfg["train"]), inputs, objective, run.checkpoint,
                     run.fingerprint)
     t0 = time.perf_counter()
     test = evaluate(model, inputs[4], inputs[5], *objective)
     result = {
         "protocol": "validation-selected; test scored once on the selected model",
         "test_set": "dev holdout from the training files" if cfg["dev_holdout"] else "test files",
-        "test": test, "val": res.best_val, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
-        "stopped_early": res.stopped_early, "train_seconds": res.seconds, "train_cpu_seconds": res.cpu_seconds,
+        "test": test, "val": res.val, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
+        "stopped_early": res.stopped_early, "train_seconds": res.train_seconds,
+        "train_cpu_seconds": res.train_cpu_seconds,
         "seconds_per_epoch": res.seconds_per_epoch, "test_seconds": time.perf_counter() - t0,
         "solver_steps": test.get("solver_steps"), "guard": res.guard, "health": res.health,
         "n_fit": int(inputs[1].numel()), "n_val": int(inputs[3].numel()), "n_test": int(inputs[5].numel()),
@@ -262,7 +268,7 @@ def refit(run: Run) -> dict:
     model = build_model(cfg, data.in_dims, data.num_classes, run.variant)
     objective = omics_objective(cfg["lambda_jac"], data.num_classes)
     epochs = max(int(result["best_epoch"]), 1)
-    train_cfg = FullBatchConfig(**dict(cfg["train"], epochs=epochs, patience=None, reference_protocol=False,
+    train_cfg = TrainConfig(**dict(cfg["train"], epochs=epochs, patience=None, reference_protocol=False,
                                        min_epochs=0))
     res = fit_model(run, model, train_cfg, inputs, objective, run.dir / "refit_checkpoint.pt",
                     dict(run.fingerprint, refit_epochs=epochs))
@@ -272,11 +278,11 @@ def refit(run: Run) -> dict:
                           "also scored once)")
     result["test_selected"], result["test"] = result["test"], test
     result["solver_steps"] = test.get("solver_steps")
-    result["refit"] = {"epochs": epochs, "n_train": int(inputs[1].numel()), "seconds": res.seconds,
-                       "cpu_seconds": res.cpu_seconds,
-                       "final_loss": res.history[-1].get("loss") if res.history else None}
-    result["train_seconds"] += res.seconds  # selection run + refit
-    result["train_cpu_seconds"] += res.cpu_seconds
+    result["refit"] = {"epochs": epochs, "n_train": int(inputs[1].numel()), "seconds": res.train_seconds,
+                       "cpu_seconds": res.train_cpu_seconds,
+                       "final_loss": res.history[-1].get("train_loss") if res.history else None}
+    result["train_seconds"] += res.train_seconds  # selection run + refit
+    result["train_cpu_seconds"] += res.train_cpu_seconds
     return result
 
 
@@ -330,9 +336,9 @@ def restore(loaded: LoadedRun, label: str, seed: int, data_dir: str | None = Non
         state = load_checkpoint(ckpt)
     except CheckpointError as exc:
         raise UserError(str(exc)) from None
-    best = (state.get("trainer") or {}).get("best_state") or (state.get("model") if refit else None)
+    best = (state.get("best") or {}).get("model")
     if best is None:
-        raise UserError(f"{ckpt} holds no selected model (trainer.best_state)")
+        raise UserError(f"{ckpt} holds no selected model (its best entry): not a finished run of this version")
     sources = dict(cfg.get("sources") or {}, download=False)
     sources["data_dir"] = data_dir or loaded.config["data"].get("folder") or sources.get("data_dir")
     data = load(dict(cfg, sources=sources))

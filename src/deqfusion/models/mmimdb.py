@@ -110,12 +110,12 @@ def build_mmimdb_model(fusion: str, *, text_dim: int = 300, image_dim: int = 409
 
 
 def mmimdb_step_fn(lambda_jac: float = 0.1):
-    """A :class:`~deqfusion.training.minibatch.MinibatchTrainer` step: BCE-with-logits + ``lambda_jac * R``.
+    """A :class:`~deqfusion.training.trainer.Trainer` step: BCE-with-logits + ``lambda_jac * R``.
 
     Batches hold ``text``, ``image`` and ``labels`` (and optionally a ``mask``). Logs the BCE, the Jacobian
     loss and, for DEQ fusion, the forward solver's steps and final relative residual.
     """
-    from ..training.minibatch import StepOutput
+    from ..training.trainer import StepOutput
 
     def step(model: nn.Module, batch: dict, training: bool) -> StepOutput:
         logits, info = model(batch["text"], batch["image"], mask=batch.get("mask"))

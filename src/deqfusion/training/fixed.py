@@ -13,21 +13,24 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from .fullbatch import FitResult, FullBatchConfig, evaluate, fit
+from .config import TrainConfig
+from .objective import evaluate, fit
+from .trainer import TrainResult
 
 __all__ = ["fit_then_test"]
 
 
-def fit_then_test(model: nn.Module, x_train: Sequence[Tensor], y_train: Tensor, config: FullBatchConfig,
+def fit_then_test(model: nn.Module, x_train: Sequence[Tensor], y_train: Tensor, config: TrainConfig,
                   loss_fn: Callable, probs_fn: Callable, metrics_fn: Callable,
                   load_test: Callable[[], tuple[Sequence[Tensor], Tensor]], *,
                   checkpoint_path: str | Path | None = None, resume: bool = False, fingerprint: dict | None = None,
-                  progress: Callable[[dict], None] | None = None) -> tuple[FitResult, dict]:
+                  progress: Callable[[dict], None] | None = None) -> tuple[TrainResult, dict]:
     """Train ``model`` on ``(x_train, y_train)`` for ``config.epochs`` epochs (no validation, no early
     stopping), then call ``load_test()`` once and score the final model on what it returns.
 
     ``config`` must not ask for selection: ``patience`` must be None and ``reference_protocol`` False.
-    Returns the :class:`FitResult` (``best_epoch == epochs``) and the test scores (:func:`evaluate`).
+    Returns the :class:`~deqfusion.training.trainer.TrainResult` (``best_epoch == epochs``) and the test scores
+    (:func:`~deqfusion.training.objective.evaluate`).
     """
     if config.reference_protocol:
         raise ValueError("the fixed protocol scores the test samples once, after training: reference_protocol "

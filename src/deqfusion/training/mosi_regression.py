@@ -1,4 +1,4 @@
-"""CMU-MOSI glue for :class:`deqfusion.training.minibatch.MinibatchTrainer`: split tensors, step functions,
+"""CMU-MOSI glue for :class:`deqfusion.training.trainer.Trainer`: split tensors, step functions,
 the metric function, and the modality-subset names.
 
 Both MOSI models return ``(prediction (B,), info)``; the step functions add ``lambda_jac * info.jac_loss`` to
@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..data.mosi import MODALITIES, MosiSplit
 from ..metrics.regression import regression_metrics
-from .minibatch import StepOutput
+from .trainer import StepOutput
 
 LETTERS = {"T": "text", "A": "audio", "V": "video"}
 

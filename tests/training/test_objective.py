@@ -4,16 +4,22 @@ import torch
 from deqfusion.errors import UserError
 from deqfusion.metrics.classification import classification_metrics
 from deqfusion.models.omics import OmicsClassifier, omics_loss
-from deqfusion.training.checkpoint import load_checkpoint
-from deqfusion.training.fullbatch import (
-    FullBatchConfig,
-    _check_selection_keys,
-    evaluate,
-    fit,
-    selection_direction,
-    stratified_split,
-)
+from deqfusion.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from deqfusion.training.config import TrainConfig
+from deqfusion.training.data import stratified_split
+from deqfusion.training.objective import evaluate, fit, inputs_split, objective_fns
 from deqfusion.training.seed import seed_everything
+from deqfusion.training.trainer import Trainer
+
+from .test_optim import _lrs
+
+#: the omics experiment's full-batch settings (Adam, StepLR, clipping, selection on the cross-entropy)
+OMICS = dict(optimizer="adam", lr=1e-4, weight_decay=1e-4, schedule="step", step_size=500, gamma=0.2, clip_norm=30.0,
+             eval_every=10, select="ce", checkpoint_every=100)
+
+
+def _omics_config(**kw):
+    return TrainConfig(**{**OMICS, **kw})
 
 
 def _data(n=80, seed=0):
@@ -46,53 +52,36 @@ def _train(cfg, seed=0, fusion="concat", opts=None, **kw):
     return model, res
 
 
-def test_stratified_split():
-    y = torch.tensor([0] * 50 + [1] * 30 + [2] * 3)
-    fit_idx, val_idx = stratified_split(y, 0.2, seed=1)
-    assert torch.equal(torch.cat([fit_idx, val_idx]).sort().values, torch.arange(83))
-    assert torch.bincount(y[val_idx]).tolist() == [10, 6, 1]
-    again = stratified_split(y, 0.2, seed=1)
-    assert torch.equal(again[1], val_idx)
-    assert not torch.equal(stratified_split(y, 0.2, seed=2)[1], val_idx)
-    with pytest.raises(ValueError, match="val_fraction"):
-        stratified_split(y, 1.0, 0)
-
-
-def test_selection_direction():
-    assert selection_direction("ce") == -1 and selection_direction("val_loss") == -1
-    assert selection_direction("acc") == 1 and selection_direction("auc") == 1
-
-
 def test_training_lowers_the_loss_and_selects_on_validation():
-    cfg = FullBatchConfig(epochs=60, lr=1e-2, eval_every=5, step_size=1000)
+    cfg = _omics_config(epochs=60, lr=1e-2, eval_every=5, step_size=1000)
     model, res = _train(cfg)
     hist = res.history
-    assert hist[-1]["loss"] < hist[0]["loss"]
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     assert res.best_epoch == min(hist, key=lambda r: r["val_ce"])["epoch"]
-    assert res.best_val["ce"] == pytest.approx(min(r["val_ce"] for r in hist))
-    assert 0 <= res.best_val["acc"] <= 1 and res.best_val["acc"] > 0.7
+    assert res.val["ce"] == pytest.approx(min(r["val_ce"] for r in hist))
+    assert 0 <= res.val["acc"] <= 1 and res.val["acc"] > 0.7
     assert res.reference_best_test is None and res.epochs_run == 60
     # the model holds the selected weights
     xs, y = _data()
     _, val_idx = stratified_split(y, 0.25, 0)
     again = evaluate(model, [x[val_idx] for x in xs], y[val_idx], _loss, _probs, _metrics)
-    assert again["ce"] == pytest.approx(res.best_val["ce"], rel=1e-5)
+    assert again["ce"] == pytest.approx(res.val["ce"], rel=1e-5)
 
 
 def test_early_stopping():
-    cfg = FullBatchConfig(epochs=400, lr=5e-2, eval_every=2, patience=10, step_size=1000)
+    cfg = _omics_config(epochs=400, lr=5e-2, eval_every=2, patience=10, step_size=1000)
     _, res = _train(cfg)
     assert res.stopped_early and res.epochs_run < 400
     assert res.epochs_run - res.best_epoch >= 10
 
 
 def test_same_seed_same_numbers_and_reference_protocol_changes_nothing():
-    cfg = FullBatchConfig(epochs=20, lr=1e-2, eval_every=5)
+    cfg = _omics_config(epochs=20, lr=1e-2, eval_every=5)
     m1, r1 = _train(cfg)
     m2, r2 = _train(cfg)
     assert r1.history == r2.history
     xs, y = _data(seed=1)
-    ref_cfg = FullBatchConfig(epochs=20, lr=1e-2, eval_every=5, reference_protocol=True)
+    ref_cfg = _omics_config(epochs=20, lr=1e-2, eval_every=5, reference_protocol=True)
     m3, r3 = _train(ref_cfg, x_test=xs, y_test=y)
     assert [h["val_ce"] for h in r3.history] == [h["val_ce"] for h in r1.history]
     for a, b in zip(m1.state_dict().values(), m3.state_dict().values(), strict=True):
@@ -105,7 +94,7 @@ def test_same_seed_same_numbers_and_reference_protocol_changes_nothing():
 
 def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
     opts = {"f_max_iter": 5, "b_mode": "phantom", "phantom_steps": 2}
-    cfg = FullBatchConfig(epochs=12, lr=1e-2, eval_every=3, checkpoint_every=4, step_size=5)
+    cfg = _omics_config(epochs=12, lr=1e-2, eval_every=3, checkpoint_every=4, step_size=5)
     _, straight = _train(cfg, fusion="deq", opts=opts)
 
     # interrupted after epoch 8 (two checkpoints written), then resumed
@@ -119,7 +108,7 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
     ck = tmp_path / "ck.pt"
     with pytest.raises(Stop):
         _train(cfg, fusion="deq", opts=opts, checkpoint_path=ck, fingerprint={"a": 1}, progress=stop_at_9)
-    assert load_checkpoint(ck)["trainer"]["epoch"] == 8
+    assert load_checkpoint(ck)["state"]["epoch"] == 8
     model, resumed = _train(cfg, seed=0, fusion="deq", opts=opts, checkpoint_path=ck, resume=True,
                             fingerprint={"a": 1})
     assert resumed.resumed_from == 8
@@ -134,17 +123,17 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
 
 def test_config_checks(tmp_path):
     with pytest.raises(ValueError, match="epochs"):
-        FullBatchConfig(epochs=0)
+        _omics_config(epochs=0)
     with pytest.raises(ValueError, match="patience"):
-        FullBatchConfig(patience=0)
+        _omics_config(patience=0)
     # a selection score the model and data do not have is refused before the first step, with a checkpoint
     # path given: nothing is written
     with pytest.raises(UserError, match="selection score 'bogus' is not among the validation scores .*; choose "
                                         "one of acc, auc, ce, confidence, f1, f1_macro, jac, loss"):
-        _train(FullBatchConfig(epochs=2, eval_every=1, select="bogus"), checkpoint_path=tmp_path / "c.pt")
+        _train(_omics_config(epochs=2, eval_every=1, select="bogus"), checkpoint_path=tmp_path / "c.pt")
     assert not (tmp_path / "c.pt").exists()
     with pytest.raises(UserError, match="tie-break score 'f1_weighted'"):  # a multi-class score on 2 classes
-        _train(FullBatchConfig(epochs=2, eval_every=1, tie_break="f1_weighted"))
+        _train(_omics_config(epochs=2, eval_every=1, tie_break="f1_weighted"))
 
 
 def test_the_selection_check_leaves_the_run_as_it_was():
@@ -155,7 +144,8 @@ def test_the_selection_check_leaves_the_run_as_it_was():
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.random.get_rng_state()
-    _check_selection_keys(model, xs, y, FullBatchConfig(select="auc"), _loss, _probs, _metrics)
+    trainer = Trainer(model, *objective_fns(_loss, _probs, _metrics), _omics_config(select="auc"))
+    trainer._check_selection_keys(inputs_split(xs, y))
     assert torch.equal(rng, torch.random.get_rng_state()) and model.training
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
@@ -165,7 +155,7 @@ def test_without_validation_trains_a_fixed_number_of_epochs_and_keeps_the_last_m
     xs, y = _data()
     seed_everything(0)
     model = OmicsClassifier([6, 4], 2, hidden=8, fusion="concat")
-    cfg = FullBatchConfig(epochs=12, lr=1e-2, eval_every=5, patience=1, step_size=1000)
+    cfg = _omics_config(epochs=12, lr=1e-2, eval_every=5, patience=1, step_size=1000)
     res = fit(model, xs, y, None, None, cfg, _loss, _probs, _metrics)
     assert res.epochs_run == 12 and res.best_epoch == 12 and not res.stopped_early
     assert [h["epoch"] for h in res.history] == [5, 10, 12]
@@ -173,61 +163,19 @@ def test_without_validation_trains_a_fixed_number_of_epochs_and_keeps_the_last_m
     # the same training with one validation score at the last epoch ends with the same weights
     seed_everything(0)
     other = OmicsClassifier([6, 4], 2, hidden=8, fusion="concat")
-    fit(other, xs, y, xs, y, FullBatchConfig(epochs=12, lr=1e-2, eval_every=12, step_size=1000), _loss, _probs,
+    fit(other, xs, y, xs, y, _omics_config(epochs=12, lr=1e-2, eval_every=12, step_size=1000), _loss, _probs,
         _metrics)
     for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="both x_val and y_val"):
         fit(model, xs, y, xs, None, cfg, _loss, _probs, _metrics)
     with pytest.raises(ValueError, match="reference_protocol needs"):
-        fit(model, xs, y, None, None, FullBatchConfig(epochs=2, reference_protocol=True), _loss, _probs,
+        fit(model, xs, y, None, None, _omics_config(epochs=2, reference_protocol=True), _loss, _probs,
             _metrics, x_test=xs, y_test=y)
 
 
-def _lrs(cfg):
-    """The learning rate of each epoch when the trainer's scheduler steps once per epoch."""
-    from deqfusion.training.fullbatch import make_scheduler
-
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
-    sched = make_scheduler(opt, cfg)
-    out = []
-    for _ in range(cfg.epochs):
-        out.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    return out
-
-
-def test_warmup_cosine_schedule_against_the_formula_written_out():
-    import math
-
-    cfg = FullBatchConfig(epochs=21, lr=1e-2, schedule="warmup_cosine", warmup_epochs=5, final_lr=1e-3)
-    lrs = _lrs(cfg)
-    # warm-up: 1/5, 2/5, ..., 5/5 of lr in epochs 1..5
-    assert lrs[:5] == pytest.approx([2e-3, 4e-3, 6e-3, 8e-3, 1e-2])
-    # then a half cosine from lr (epoch 6) down to final_lr (epoch 21) over 15 intervals
-    expected = [1e-3 + 0.5 * (1e-2 - 1e-3) * (1 + math.cos(math.pi * k / 15)) for k in range(16)]
-    assert lrs[5:] == pytest.approx(expected)
-    assert lrs[-1] == pytest.approx(1e-3)
-    # no warm-up: the cosine starts at lr in epoch 1
-    lrs0 = _lrs(FullBatchConfig(epochs=3, lr=1.0, schedule="warmup_cosine", warmup_epochs=0))
-    assert lrs0 == pytest.approx([1.0, 0.5, 0.0])
-    # the default stays the reference's StepLR
-    assert _lrs(FullBatchConfig(epochs=6, lr=1.0, step_size=2, gamma=0.5)) == pytest.approx(
-        [1.0, 1.0, 0.5, 0.5, 0.25, 0.25])
-
-
-def test_schedule_checks():
-    with pytest.raises(ValueError, match="schedule must be one of"):
-        FullBatchConfig(schedule="cosine")
-    with pytest.raises(ValueError, match="warmup_epochs"):
-        FullBatchConfig(epochs=10, schedule="warmup_cosine", warmup_epochs=10)
-    with pytest.raises(ValueError, match="final_lr"):
-        FullBatchConfig(lr=1e-3, schedule="warmup_cosine", final_lr=1e-2)
-
-
 def test_warmup_cosine_run_resumes_exactly(tmp_path):
-    cfg = FullBatchConfig(epochs=12, lr=1e-2, eval_every=3, checkpoint_every=4, schedule="warmup_cosine",
+    cfg = _omics_config(epochs=12, lr=1e-2, eval_every=3, checkpoint_every=4, schedule="warmup_cosine",
                           warmup_epochs=3, final_lr=1e-4)
     _, straight = _train(cfg)
     # each history row holds the rate set for the next epoch; after the last one the schedule stays at final_lr
@@ -247,3 +195,27 @@ def test_warmup_cosine_run_resumes_exactly(tmp_path):
     _, resumed = _train(cfg, checkpoint_path=ck, resume=True)
     assert resumed.resumed_from == 8
     assert resumed.history == straight.history
+
+
+def test_a_checkpoint_of_the_earlier_trainers_is_refused_with_a_clear_error(tmp_path):
+    cfg = _omics_config(epochs=4, lr=1e-2, eval_every=2, checkpoint_every=2, step_size=1000)
+    ck = tmp_path / "ck.pt"
+    _train(cfg, checkpoint_path=ck)
+    state = load_checkpoint(ck)
+    old = {"model": state["model"], "optimizer": state["optimizer"], "scheduler": state["scheduler"],
+           "rng": state["rng"], "trainer": state["state"], "fingerprint": None}  # the earlier full-batch layout
+    save_checkpoint(ck, old)
+    with pytest.raises(CheckpointError, match="not a checkpoint of this trainer's format .*earlier version"):
+        _train(cfg, checkpoint_path=ck, resume=True)
+
+
+def test_full_batch_result_health_and_evaluation_keys():
+    cfg = _omics_config(epochs=6, lr=1e-2, eval_every=3, step_size=1000)
+    model, res = _train(cfg, fusion="deq", opts={"f_max_iter": 5})
+    assert res.health["degenerate"] is None and res.health["final_train_loss"] == res.history[-1]["train_loss"]
+    assert res.selection == {"metric": "ce", "mode": "min"} and res.test is None
+    assert [h["epoch"] for h in res.history] == [3, 6] and isinstance(res.history[0]["train_solver_steps"], int)
+    xs, y = _data()
+    scores = evaluate(model, xs, y, _loss, _probs, _metrics)
+    assert {"loss", "acc", "auc", "ce", "jac", "solver_steps", "solver_rel_residual_max"} <= set(scores)
+    assert res.to_dict()["val"] == res.val
