@@ -1,9 +1,10 @@
 """How the DEQ solves of training runs evolve over training: forward iterations (and residuals, where logged) per
 fifth of each run, from the per-epoch logs the experiment commands write.
 
-Reads run folders of `deqfusion omics` (``<variant>/seed<k>/history.csv``, column ``solver_steps``: the forward
-iterations of the logged training epoch) and of `deqfusion mosi-features` (``runs/<run>/seed<k>/result.json``,
-``history`` rows with ``train_f_nstep`` and ``train_f_rel_residual``: means over the epoch's steps). For each
+Reads the run folders of the experiment commands (``<variant>/seed<k>/history.csv``, column ``train_solver_steps``:
+the forward iterations of the logged training epoch (full batch) or their mean over the epoch's steps (mini-batch),
+and ``train_solver_rel_residual`` where logged; older folders: ``solver_steps``, or mosi-features'
+``runs/<run>/seed<k>/result.json`` with ``history`` rows of ``train_f_nstep`` and ``train_f_rel_residual``). For each
 folder: the median over seeds of the per-fifth median iterations, the share of logged epochs whose solve used
 the whole budget (per-solve logs only) and the largest logged residual (epoch means) per fifth. Prints JSON;
 --out also writes it; --table prints the markdown table of such a file.
@@ -26,20 +27,36 @@ from _report import report  # benchmarks/_report.py, beside this script
 FIFTHS = 5
 
 
+#: the per-epoch columns of the training solve in a run's history.csv (the trainer's names, then older ones)
+STEP_COLUMNS = ("train_solver_steps", "solver_steps")
+RESIDUAL_COLUMNS = ("train_solver_rel_residual",)
+
+
+def _column(row: dict, names: tuple[str, ...]) -> float | None:
+    return next((float(row[n]) for n in names if row.get(n) not in (None, "")), None)
+
+
 def _runs(folder: Path) -> list[list[dict]]:
     """Per seed, the logged epochs as dicts with ``steps`` and (if logged) ``residual``."""
     runs = []
     for hist in sorted(folder.glob("*/seed*/history.csv")):
         with hist.open() as f:
-            rows = [r for r in csv.DictReader(f) if r.get("solver_steps") not in (None, "")]
-        runs.append([{"epoch": int(r["epoch"]), "steps": float(r["solver_steps"])} for r in rows])
-    for res in sorted(folder.glob("runs/*/seed*/result.json")):
+            rows = [r for r in csv.DictReader(f) if _column(r, STEP_COLUMNS) is not None]
+        runs.append([{"epoch": int(r["epoch"]), "steps": _column(r, STEP_COLUMNS),
+                      **({"residual": _column(r, RESIDUAL_COLUMNS)} if _column(r, RESIDUAL_COLUMNS) is not None
+                         else {})} for r in rows])
+    for res in sorted(folder.glob("runs/*/seed*/result.json")):  # the older mosi-features layout
         rows = json.loads(res.read_text()).get("history") or []
         runs.append([{"epoch": int(r["epoch"]), "steps": float(r["train_f_nstep"]),
                       "residual": float(r["train_f_rel_residual"])} for r in rows if "train_f_nstep" in r])
     runs = [r for r in runs if r]
     if not runs:
-        raise SystemExit(f"{folder}: no history.csv with solver_steps and no result.json with train_f_nstep found")
+        raise SystemExit(f"{folder}: no history.csv with {' or '.join(STEP_COLUMNS)} and no result.json with "
+                         "train_f_nstep found")
+    short = min(len(r) for r in runs)
+    if short < FIFTHS:
+        raise SystemExit(f"{folder}: a run with {short} logged epoch(s); the summary per fifth of training needs at "
+                         f"least {FIFTHS}")
     return runs
 
 
