@@ -27,8 +27,8 @@ import torch
 
 from deqfusion.commands.mosi_features import fusion_options
 from deqfusion.data.mosi import load_mosi_features, standardize
+from deqfusion.experiments.mosi_objective import feature_step_fn, split_tensors
 from deqfusion.models.mosi_features import MosiFeatureModel
-from deqfusion.training.mosi_regression import feature_step_fn, split_tensors
 
 
 def _steps(info) -> int | None:

@@ -79,8 +79,8 @@ def _sync(device: torch.device) -> None:
 def _setup(spec: str, train: dict, dev: torch.device, lambda_jac: float, seed: int):
     """Model, optimiser and a one-batch training function of the ``deqfusion mmimdb`` harness."""
     from deqfusion.experiments.fusion_spec import resolve_fusion_spec
-    from deqfusion.experiments.mmimdb import OTHERS, PRESETS
-    from deqfusion.models.mmimdb import EARLY, build_mmimdb_model, mmimdb_step_fn
+    from deqfusion.experiments.mmimdb import OTHERS, PRESETS, mmimdb_step_fn
+    from deqfusion.models.mmimdb import EARLY, build_mmimdb_model
     from deqfusion.training.optim import param_groups
     from deqfusion.training.seed import seed_everything
 

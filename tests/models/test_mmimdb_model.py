@@ -1,12 +1,12 @@
 import pytest
 import torch
 
+from deqfusion.experiments.mmimdb import mmimdb_step_fn
 from deqfusion.models.mmimdb import (
     EarlyFusionModel,
     MMIMDBModel,
     build_mmimdb_model,
     mmimdb_model_names,
-    mmimdb_step_fn,
 )
 from deqfusion.training.trainer import StepOutput
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from deqfusion.data.mosi import load_mosi_features, standardize
+from deqfusion.experiments.mosi_objective import parse_subset, split_tensors, subset_label
 from deqfusion.models.mosi_features import MosiFeatureModel
-from deqfusion.training.mosi_regression import parse_subset, split_tensors, subset_label
 
 DIMS = {"text": 100, "audio": 73, "video": 100}
 

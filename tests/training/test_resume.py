@@ -62,7 +62,7 @@ def test_omics_kill_and_resume(shared_data_dir, tmp_path, monkeypatch):
 
 
 def test_mosi_features_kill_and_resume(shared_data_dir, tmp_path, monkeypatch):
-    import deqfusion.training.mosi_regression as mr
+    import deqfusion.experiments.mosi_objective as mr
 
     argv = ["mosi-features", "--data-dir", str(shared_data_dir), "--seeds", "2", "--epochs", "2", "--hidden", "16",
             "--fusion", "deq", "--f-max-iter", "6", "--b-max-iter", "6", "--threads", "1", "--batch-size", "256"]

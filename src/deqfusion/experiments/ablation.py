@@ -145,8 +145,8 @@ def run_mosi(ms, variants: list[dict], seeds: list[int], out: Path, resume: bool
              threads: int | None) -> list[dict]:
     """The MOSI variants as runner variants of the mosi-features experiment (its model, trainer and settings,
     subset T+A+V, the variant's fusion options); ``ms``: the mosi-features command's options."""
-    from ..training.mosi_regression import parse_subset
     from . import mosi_features
+    from .mosi_objective import parse_subset
 
     ms.fusion, ms.subsets = ["deq"], ["T+A+V"]
     settings, _ = mosi_features.configure(ms)

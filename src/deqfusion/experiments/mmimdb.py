@@ -12,14 +12,16 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..data.mmimdb import inspect_file, load_splits
 from ..errors import UserError
 from ..metrics.multilabel import multilabel_f1
-from ..models.mmimdb import EARLY, build_mmimdb_model, mmimdb_step_fn
+from ..models.mmimdb import EARLY, build_mmimdb_model
 from ..training.config import TrainConfig
 from ..training.health import multilabel_health
 from ..training.seed import seed_everything
+from ..training.trainer import StepOutput
 from . import minibatch
 from .fusion_spec import resolve_fusion_specs
 from .runner import Column, Experiment, Run, Table, register_experiment
@@ -126,3 +128,23 @@ def tables(config: dict) -> list[Table]:
 
 MMIMDB = register_experiment(Experiment(name="mmimdb", load=load, train=train, tables=tables, describe=describe,
                                         extra_row=extra_row))
+
+
+def mmimdb_step_fn(lambda_jac: float = 0.1):
+    """A :class:`~deqfusion.training.trainer.Trainer` step: BCE-with-logits + ``lambda_jac * R``.
+
+    Batches hold ``text``, ``image`` and ``labels`` (and optionally a ``mask``). Logs the BCE, the Jacobian
+    loss and, for DEQ fusion, the forward solver's steps and final relative residual.
+    """
+    def step(model: nn.Module, batch: dict, training: bool) -> StepOutput:
+        logits, info = model(batch["text"], batch["image"], mask=batch.get("mask"))
+        labels = batch["labels"]
+        bce = nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        loss = bce + lambda_jac * info.jac_loss if lambda_jac else bce
+        logs = {"bce": bce.detach(), "jac_loss": info.jac_loss.detach()}
+        if info.forward is not None:
+            logs["solver_steps"] = float(info.forward.nstep)
+            logs["solver_rel_residual"] = info.forward.rel_residual.detach().float().mean()
+        return StepOutput(loss=loss, predictions=logits, targets=labels, logs=logs)
+
+    return step

@@ -14,11 +14,11 @@ import torch
 
 from ..data.mosi import SPLITS, check_alignment, load_mosi_audio, load_mosi_text, resolve_text_root
 from ..errors import UserError
-from ..training import mosi_regression as mr
 from ..training.config import TrainConfig
 from ..training.health import regression_health
 from ..training.seed import seed_everything
 from . import minibatch
+from . import mosi_objective as mr
 from .runner import Column, Experiment, Run, Table, register_experiment
 
 FUSIONS = ("deq", "unrolled", "cmbert")

@@ -18,12 +18,12 @@ from ..errors import UserError
 from ..fusion.registry import available_fusions
 from ..metrics.regression import regression_metrics
 from ..models.mosi_features import MosiFeatureModel
-from ..training import mosi_regression as mr
 from ..training.checkpoint import load_checkpoint
 from ..training.config import TrainConfig
 from ..training.health import regression_health
 from ..training.seed import seed_everything
 from . import minibatch
+from . import mosi_objective as mr
 from .fusion_spec import resolve_fusion_specs
 from .runner import Column, Experiment, Run, Table, register_experiment
 

@@ -18,8 +18,7 @@ from ..fusion.info import FusionInfo
 from ..fusion.registry import available_fusions, build_fusion
 from .maxout import MaxoutMLP
 
-__all__ = ["MMIMDBModel", "EarlyFusionModel", "build_mmimdb_model", "mmimdb_model_names", "EARLY",
-           "mmimdb_step_fn"]
+__all__ = ["MMIMDBModel", "EarlyFusionModel", "build_mmimdb_model", "mmimdb_model_names", "EARLY"]
 
 EARLY = "early"
 MODALITIES = ("text", "image")
@@ -107,25 +106,3 @@ def build_mmimdb_model(fusion: str, *, text_dim: int = 300, image_dim: int = 409
         raise ValueError(f"unknown fusion {fusion!r}; choose one of {mmimdb_model_names()}")
     return MMIMDBModel(fusion, text_dim, image_dim, num_labels, hidden, dropout=dropout,
                        fusion_options=fusion_options, **encoder_sizes)
-
-
-def mmimdb_step_fn(lambda_jac: float = 0.1):
-    """A :class:`~deqfusion.training.trainer.Trainer` step: BCE-with-logits + ``lambda_jac * R``.
-
-    Batches hold ``text``, ``image`` and ``labels`` (and optionally a ``mask``). Logs the BCE, the Jacobian
-    loss and, for DEQ fusion, the forward solver's steps and final relative residual.
-    """
-    from ..training.trainer import StepOutput
-
-    def step(model: nn.Module, batch: dict, training: bool) -> StepOutput:
-        logits, info = model(batch["text"], batch["image"], mask=batch.get("mask"))
-        labels = batch["labels"]
-        bce = nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-        loss = bce + lambda_jac * info.jac_loss if lambda_jac else bce
-        logs = {"bce": bce.detach(), "jac_loss": info.jac_loss.detach()}
-        if info.forward is not None:
-            logs["solver_steps"] = float(info.forward.nstep)
-            logs["solver_rel_residual"] = info.forward.rel_residual.detach().float().mean()
-        return StepOutput(loss=loss, predictions=logits, targets=labels, logs=logs)
-
-    return step

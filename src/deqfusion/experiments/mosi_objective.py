@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..data.mosi import MODALITIES, MosiSplit
 from ..metrics.regression import regression_metrics
-from .trainer import StepOutput
+from ..training.trainer import StepOutput
 
 LETTERS = {"T": "text", "A": "audio", "V": "video"}
 
