@@ -28,6 +28,7 @@ import torch
 from deqfusion.commands.mosi_features import fusion_options
 from deqfusion.data.mosi import load_mosi_features, standardize
 from deqfusion.experiments.mosi_objective import feature_step_fn, split_tensors
+from deqfusion.fusion.registry import FusionFactory
 from deqfusion.models.mosi_features import MosiFeatureModel
 
 
@@ -53,9 +54,8 @@ def main() -> None:
     opts = argparse.Namespace(f_max_iter=args.f_max_iter, f_tol=args.f_tol, b_mode="phantom", phantom_steps=1,
                               b_max_iter=30, b_tol=1e-3, unrolled_steps=7, rank=16, hidden=32, lambda_jac=0.0)
     torch.manual_seed(0)
-    base = MosiFeatureModel({m: data.dims[m] for m in mods}, fusion=args.fusion, hidden=32, dropout=0,
-                            input_dropout=0,
-                            fusion_options=fusion_options(args.fusion, opts) if args.fusion != "concat" else None)
+    fusion = FusionFactory(args.fusion, **fusion_options(args.fusion, opts)) if args.fusion != "concat" else "concat"
+    base = MosiFeatureModel({m: data.dims[m] for m in mods}, fusion=fusion, hidden=32, dropout=0, input_dropout=0)
     train, dev = split_tensors(data.splits["train"], mods), split_tensors(data.splits["dev"], mods)
     step = feature_step_fn(mods, 0.0, "l1")
     # batch independence at initialisation: one 128-row batch vs its two 64-row halves

@@ -80,6 +80,7 @@ def _setup(spec: str, train: dict, dev: torch.device, lambda_jac: float, seed: i
     """Model, optimiser and a one-batch training function of the ``deqfusion mmimdb`` harness."""
     from deqfusion.experiments.fusion_spec import resolve_fusion_spec
     from deqfusion.experiments.mmimdb import OTHERS, PRESETS, mmimdb_step_fn
+    from deqfusion.fusion.registry import FusionFactory
     from deqfusion.models.mmimdb import EARLY, build_mmimdb_model
     from deqfusion.training.optim import param_groups
     from deqfusion.training.seed import seed_everything
@@ -87,7 +88,7 @@ def _setup(spec: str, train: dict, dev: torch.device, lambda_jac: float, seed: i
     resolved = resolve_fusion_spec(spec, PRESETS, OTHERS)
     label, name, options = resolved["label"], resolved["fusion"], resolved["options"]
     seed_everything(seed, deterministic=False)
-    model = build_mmimdb_model(name, fusion_options=options).to(dev)
+    model = build_mmimdb_model(FusionFactory(name, **options) if name != EARLY else name).to(dev)
     groups = param_groups(model, 1e-3, 1e-2, {"fusion": 1e-4} if name != EARLY else {})
     opt = torch.optim.AdamW(groups, lr=1e-3, weight_decay=1e-2)
     step = mmimdb_step_fn(lambda_jac)

@@ -28,7 +28,7 @@ from deqfusion.models.omics import OmicsClassifier, omics_loss
 
 def train(data, epochs: int, warm: bool, seed: int, dropout: float) -> dict:
     torch.manual_seed(seed)
-    model = OmicsClassifier(data.in_dims, data.num_classes, hidden=500, fusion="deq", fusion_options={},
+    model = OmicsClassifier(data.in_dims, data.num_classes, hidden=500, fusion="deq",
                             dropout=dropout, feature_norm="layer")
     xs, y = list(data.x_train), data.y_train
     ids = torch.arange(y.shape[0])

@@ -6,6 +6,7 @@ import torch
 
 from deqfusion.cli import main
 from deqfusion.data.mixomics import load_mixomics
+from deqfusion.fusion.registry import FusionFactory
 from deqfusion.metrics.classification import classification_metrics
 from deqfusion.models.omics import OmicsClassifier
 from deqfusion.training.checkpoint import load_checkpoint
@@ -55,7 +56,7 @@ def test_test_scores_come_from_the_selected_model_with_protein_absent(finished, 
     data = load_mixomics(shared_data_dir, test_missing=("protein",))
     fit_idx, _ = stratified_split(data.y_train, cfg["val_fraction"], 0)
     scaled = data.minmax_scaled(fit_idx)
-    model = OmicsClassifier([200, 184, 142], 3, hidden=16, fusion=spec["fusion"], fusion_options=spec["options"],
+    model = OmicsClassifier([200, 184, 142], 3, hidden=16, fusion=FusionFactory(spec["fusion"], **spec["options"]),
                             feature_norm="layer", modality_dropout=spec["modality_dropout"])
     model.load_state_dict(load_checkpoint(out / method / "seed0" / "checkpoint.pt")["best"]["model"])
     model.eval()

@@ -7,6 +7,7 @@ import torch
 from deqfusion.cli import main
 from deqfusion.data.mmimdb import load_split
 from deqfusion.errors import UserError
+from deqfusion.fusion.registry import FusionFactory
 from deqfusion.metrics.multilabel import multilabel_f1
 from deqfusion.models.mmimdb import build_mmimdb_model
 from deqfusion.training.checkpoint import load_checkpoint
@@ -85,7 +86,7 @@ def test_test_metrics_come_from_the_selected_model_on_the_test_split(finished_ru
     assert best["epoch"] == run["best_epoch"]
     history = list(csv.DictReader(open(out / label / "seed0" / "history.csv")))
     assert run["val"]["macro_f1"] == max(float(h["val_macro_f1"]) for h in history)
-    model = build_mmimdb_model(name, hidden=16, fusion_options=options)
+    model = build_mmimdb_model(FusionFactory(name, **options) if name != "early" else name, hidden=16)
     model.load_state_dict(best["model"])
     model.eval()
     test = load_split(data_file, "test").tensors()

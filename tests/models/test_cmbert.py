@@ -6,6 +6,7 @@ import torch
 transformers = pytest.importorskip("transformers")
 
 from deqfusion.errors import UserError  # noqa: E402
+from deqfusion.fusion.registry import FusionFactory  # noqa: E402
 from deqfusion.models.cmbert import (  # noqa: E402
     CrossModalBert,
     CrossModalHead,
@@ -60,8 +61,9 @@ def test_tokenize_pads_and_marks(tiny_bert):
 @pytest.mark.parametrize("fusion", ["cmbert", "deq"])
 def test_short_training_loss_falls(tiny_bert, fusion):
     torch.manual_seed(0)
-    opts = {"fusion_options": {"f_max_iter": 20, "b_max_iter": 20, "groups": 4}} if fusion == "deq" else {}
-    model, tok = build_cmbert(tiny_bert, fusion=fusion, seq_len=SEQ, att_dropout=0.0, hidden_dropout=0.0, **opts)
+    if fusion == "deq":
+        fusion = FusionFactory("deq", f_max_iter=20, b_max_iter=20, groups=4, fusion_groups=1)
+    model, tok = build_cmbert(tiny_bert, fusion=fusion, seq_len=SEQ, att_dropout=0.0, hidden_dropout=0.0)
     enc, audio, y = _batch(tok)
     opt = torch.optim.AdamW(cmbert_param_groups(model, lr=1e-3, head_lr=1e-2))
     losses = []
@@ -101,7 +103,7 @@ def test_padding_keys_get_no_attention_and_batch_independence(tiny_bert):
 
 
 def test_param_groups_follow_the_reference(tiny_bert):
-    model, _ = build_cmbert(tiny_bert, fusion="deq", seq_len=SEQ, fusion_options={"groups": 4})
+    model, _ = build_cmbert(tiny_bert, fusion=FusionFactory("deq", groups=4, fusion_groups=1), seq_len=SEQ)
     groups = {g["name"]: g for g in cmbert_param_groups(model, lr=2e-5, head_lr=1e-2, weight_decay=0.01)}
     names = {id(p): n for n, p in model.named_parameters()}
     head = {names[id(p)] for p in groups["head"]["params"]}

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from deqfusion.fusion.registry import FusionFactory, build_fusion
 from deqfusion.models.mmdynamics import MMDynamicsClassifier, mmdynamics_loss, mmdynamics_objective
 
 
@@ -97,7 +98,7 @@ def test_dropout_is_active_in_training_only():
 def test_deq_fusion_variant_trains_and_adds_the_jacobian_term():
     torch.manual_seed(0)
     opts = {"injection": "sum", "f_max_iter": 8, "b_mode": "phantom", "phantom_steps": 2}
-    m = MMDynamicsClassifier([5, 3, 4], 3, hidden=8, fusion="deq", fusion_options=opts)
+    m = MMDynamicsClassifier([5, 3, 4], 3, hidden=8, fusion=FusionFactory("deq", **opts))
     assert m.classifier.in_features == 8
     xs, y = [torch.rand(10, d) for d in (5, 3, 4)], torch.arange(10) % 3
     out = m(xs)
@@ -123,8 +124,8 @@ def test_bad_arguments_are_named():
         MMDynamicsClassifier([4, 4], 1)
     with pytest.raises(ValueError, match="dropout"):
         MMDynamicsClassifier([4, 4], 2, dropout=1.0)
-    with pytest.raises(ValueError, match="no fusion options"):
-        MMDynamicsClassifier([4, 4], 2, fusion_options={"f_max_iter": 3})
+    with pytest.raises(ValueError, match=r"fusion module takes in_dims \[4, 4\] to out_dim 4; this model needs"):
+        MMDynamicsClassifier([4, 4], 2, hidden=3, fusion=build_fusion("deq", [4, 4], 4))
     with pytest.raises(ValueError, match="unknown fusion"):
         MMDynamicsClassifier([4, 4], 2, fusion="nonsense")
     m = MMDynamicsClassifier([4, 4], 2, hidden=3)

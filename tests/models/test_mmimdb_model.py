@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from deqfusion.experiments.mmimdb import mmimdb_step_fn
+from deqfusion.fusion.registry import FusionFactory
 from deqfusion.models.mmimdb import (
     EarlyFusionModel,
     MMIMDBModel,
@@ -37,12 +38,12 @@ def test_names_and_errors():
     assert names[0] == "early" and {"deq", "concat", "tensor", "lowrank", "mi_matrix", "unrolled"} <= set(names)
     with pytest.raises(ValueError, match="unknown fusion"):
         build_mmimdb_model("attention")
-    with pytest.raises(ValueError, match="no fusion options"):
-        build_mmimdb_model("early", fusion_options={"rank": 3})
+    with pytest.raises(ValueError, match=r"no option\(s\) \['rnk'\]"):
+        build_mmimdb_model(FusionFactory("lowrank", rnk=3))
 
 
 def test_fusion_built_with_the_options_given():
-    model = build_mmimdb_model("deq", hidden=16, fusion_options={"fusion_norm": "gn_relu"})
+    model = build_mmimdb_model(FusionFactory("deq", fusion_norm="gn_relu"), hidden=16)
     assert model.fusion.fusion.norm_order == "gn_relu"
     assert build_mmimdb_model("deq", hidden=16).fusion.fusion.norm_order == "relu_gn"  # the library's default
 
@@ -63,7 +64,8 @@ def test_default_sizes_follow_the_spec():
 @pytest.mark.parametrize("name, options", METHODS, ids=[f"{n}{'-' if o else ''}{'-'.join(o)}" for n, o in METHODS])
 def test_short_training_run_lowers_the_loss(name, options):
     torch.manual_seed(0)
-    model = build_mmimdb_model(name, hidden=16, dropout=0.0, fusion_options=options)
+    model = build_mmimdb_model(FusionFactory(name, **options) if name != "early" else name, hidden=16,
+                               dropout=0.0)
     data = _data()
     step = mmimdb_step_fn(lambda_jac=0.1)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)

@@ -3,6 +3,7 @@ import torch
 
 from deqfusion.data.mosi import load_mosi_features, standardize
 from deqfusion.experiments.mosi_objective import parse_subset, split_tensors, subset_label
+from deqfusion.fusion.registry import FusionFactory
 from deqfusion.models.mosi_features import MosiFeatureModel
 
 DIMS = {"text": 100, "audio": 73, "video": 100}
@@ -22,7 +23,7 @@ def real_batch(shared_data_dir):
 )
 def test_short_training_on_real_features_loss_falls(real_batch, fusion, options):
     torch.manual_seed(0)
-    model = MosiFeatureModel(DIMS, fusion=fusion, hidden=16, dropout=0.0, fusion_options=options)
+    model = MosiFeatureModel(DIMS, fusion=FusionFactory(fusion, **options), hidden=16, dropout=0.0)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     feats = {m: real_batch[m] for m in DIMS}
     y = real_batch["labels"]

@@ -2,6 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from deqfusion.fusion import DEQFusion
+from deqfusion.fusion.registry import FusionFactory
 from deqfusion.models.omics import OmicsClassifier, omics_loss
 
 
@@ -14,7 +16,7 @@ def _inputs(b=10, dims=(7, 5, 6), seed=0):
 def test_every_fusion_runs_forward_and_backward(fusion):
     torch.manual_seed(0)
     opts = {"f_max_iter": 6, "b_max_iter": 6} if fusion == "deq" else {}
-    model = OmicsClassifier([7, 5, 6], 3, hidden=8, fusion=fusion, fusion_options=opts)
+    model = OmicsClassifier([7, 5, 6], 3, hidden=8, fusion=FusionFactory(fusion, **(opts or {})))
     xs, y = _inputs()
     out = model(xs)
     assert out.logits.shape == (10, 3)
@@ -33,9 +35,14 @@ def test_every_fusion_runs_forward_and_backward(fusion):
 
 
 def test_fusion_is_built_with_the_options_given():
-    model = OmicsClassifier([4, 4], 2, hidden=8, fusion="deq",
-                            fusion_options={"f_max_iter": 3, "unimodal": False, "injection": "sum"})
+    model = OmicsClassifier([4, 4], 2, hidden=8,
+                            fusion=FusionFactory("deq", f_max_iter=3, unimodal=False, injection="sum"))
     assert model.fusion.unimodal is False and model.fusion.injection == "sum"
+    assert model.fusion_name == "deq"
+    built = DEQFusion([8, 8], 8, unimodal=False)  # a built module of the model's widths is used as it is
+    assert OmicsClassifier([4, 4], 2, hidden=8, fusion=built).fusion is built
+    with pytest.raises(ValueError, match=r"no option\(s\) \['f_maxiter'\]"):
+        FusionFactory("deq", f_maxiter=3)
     assert OmicsClassifier([4, 4], 2, hidden=8, fusion="deq").fusion.injection == "weighted"
     with pytest.raises(ValueError, match="unknown fusion"):
         OmicsClassifier([4, 4], 2, hidden=8, fusion="nonsense")
@@ -71,7 +78,7 @@ def test_loss_matches_the_reference_formula():
 
 def test_jacobian_term_enters_the_loss_in_training():
     torch.manual_seed(0)
-    model = OmicsClassifier([7, 5, 6], 3, hidden=8, fusion="deq", fusion_options={"f_max_iter": 6})
+    model = OmicsClassifier([7, 5, 6], 3, hidden=8, fusion=FusionFactory("deq", f_max_iter=6))
     xs, y = _inputs()
     out = model(xs)
     l0, p0 = omics_loss(out, y, lambda_jac=0.0)

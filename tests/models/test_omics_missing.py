@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from deqfusion.fusion.registry import FusionFactory
 from deqfusion.models.omics import OmicsClassifier, omics_loss
 
 
@@ -12,8 +13,8 @@ def _xs(b=8, dims=(7, 5, 6), seed=0):
 @pytest.mark.parametrize("fusion", ["deq", "concat"])
 def test_absent_modality_equals_masked_modality(fusion):
     torch.manual_seed(0)
-    model = OmicsClassifier([7, 5, 6], 3, hidden=8, fusion=fusion, dropout=0.0,
-                            fusion_options={"f_max_iter": 40} if fusion == "deq" else None).eval()
+    model = OmicsClassifier([7, 5, 6], 3, hidden=8, dropout=0.0,
+                            fusion=FusionFactory("deq", f_max_iter=40) if fusion == "deq" else fusion).eval()
     xs = _xs()
     with torch.no_grad():
         absent = model([xs[0], xs[1], None])

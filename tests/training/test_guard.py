@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from deqfusion import DEQFusion
+from deqfusion.fusion.registry import FusionFactory
 from deqfusion.training.config import TrainConfig
 from deqfusion.training.guard import DivergenceGuard, GuardConfig, TrainingDiverged
 from deqfusion.training.seed import seed_everything
@@ -186,7 +187,7 @@ def _omics_fit(config, loss_hook=None, scale_at=None, box=None):
     g = torch.Generator().manual_seed(0)
     xs = [torch.rand(30, 7, generator=g), torch.rand(30, 5, generator=g)]
     y = torch.arange(30) % 3
-    model = OmicsClassifier([7, 5], 3, hidden=8, fusion="deq", fusion_options={"f_max_iter": 15})
+    model = OmicsClassifier([7, 5], 3, hidden=8, fusion=FusionFactory("deq", f_max_iter=15))
     if box is not None:
         box.append(model)
     calls = []

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from deqfusion.errors import UserError
+from deqfusion.fusion.registry import FusionFactory
 from deqfusion.metrics.classification import classification_metrics
 from deqfusion.models.omics import OmicsClassifier, omics_loss
 from deqfusion.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -46,7 +47,7 @@ def _train(cfg, seed=0, fusion="concat", opts=None, **kw):
     xs, y = _data()
     fit_idx, val_idx = stratified_split(y, 0.25, seed)
     seed_everything(seed)
-    model = OmicsClassifier([6, 4], 2, hidden=8, fusion=fusion, fusion_options=opts)
+    model = OmicsClassifier([6, 4], 2, hidden=8, fusion=FusionFactory(fusion, **(opts or {})))
     res = fit(model, [x[fit_idx] for x in xs], y[fit_idx], [x[val_idx] for x in xs], y[val_idx], cfg, _loss,
               _probs, _metrics, **kw)
     return model, res

@@ -25,6 +25,7 @@ import copy
 from dataclasses import asdict
 
 from ..errors import UserError
+from ..fusion.registry import FusionFactory
 from ..models.mmdynamics import CONCAT, MMDynamicsClassifier, mmdynamics_objective
 from ..training.config import TrainConfig
 from ..training.fixed import fit_then_test
@@ -98,12 +99,14 @@ def build_mmdynamics(cfg: dict, in_dims, num_classes: int, fusion: dict, modalit
 
 
 def _model(in_dims, num_classes, hidden, dropout, fusion: dict, modality_dropout: float = 0.0):
-    name = CONCAT if fusion["fusion"] == "concat" else fusion["fusion"]
-    options = {} if name == CONCAT else fusion["options"]
-    if name == CONCAT and fusion["options"]:
-        raise UserError(f"{fusion['label']}: MM-Dynamics' concatenation classifier takes no options")
-    return MMDynamicsClassifier(in_dims, num_classes, hidden=hidden, dropout=dropout, fusion=name,
-                                fusion_options=options, modality_dropout=modality_dropout)
+    if fusion["fusion"] == CONCAT:
+        if fusion["options"]:
+            raise UserError(f"{fusion['label']}: MM-Dynamics' concatenation classifier takes no options")
+        chosen = CONCAT
+    else:
+        chosen = FusionFactory(fusion["fusion"], **(fusion["options"] or {}))
+    return MMDynamicsClassifier(in_dims, num_classes, hidden=hidden, dropout=dropout, fusion=chosen,
+                                modality_dropout=modality_dropout)
 
 
 def fixed(run: Run) -> dict:

@@ -16,6 +16,7 @@ from torch import nn
 
 from ..data.mmimdb import inspect_file, load_splits
 from ..errors import UserError
+from ..fusion.registry import FusionFactory
 from ..metrics.multilabel import multilabel_f1
 from ..models.mmimdb import EARLY, build_mmimdb_model
 from ..training.config import TrainConfig
@@ -88,10 +89,16 @@ def describe(splits: dict) -> dict:
 
 def build_model(cfg: dict, data: dict, variant: dict) -> torch.nn.Module:
     try:
-        return build_mmimdb_model(variant["fusion"], text_dim=data["train"]["text"].shape[1],
+        fusion = variant["fusion"]
+        if fusion == EARLY:
+            if variant["options"]:
+                raise ValueError(f"early fusion takes no options, got {sorted(variant['options'])}")
+        else:
+            fusion = FusionFactory(fusion, **(variant["options"] or {}))
+        return build_mmimdb_model(fusion, text_dim=data["train"]["text"].shape[1],
                                   image_dim=data["train"]["image"].shape[1],
                                   num_labels=data["train"]["labels"].shape[1], hidden=cfg["hidden"],
-                                  dropout=cfg["dropout"], fusion_options=variant["options"])
+                                  dropout=cfg["dropout"])
     except (TypeError, ValueError) as exc:
         raise UserError(f"cannot build fusion {variant['label']!r}: {exc}") from exc
 

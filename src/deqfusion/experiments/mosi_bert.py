@@ -14,6 +14,7 @@ import torch
 
 from ..data.mosi import SPLITS, check_alignment, load_mosi_audio, load_mosi_text, resolve_text_root
 from ..errors import UserError
+from ..fusion.registry import FusionFactory
 from ..training.config import TrainConfig
 from ..training.health import regression_health
 from ..training.seed import seed_everything
@@ -34,8 +35,11 @@ def head_options(fusion: str, opts) -> dict:
     """The CM-BERT head's options for ``fusion`` (``opts``: the settings, as attributes or a dict)."""
     get = opts.get if isinstance(opts, dict) else lambda k: getattr(opts, k)
     out: dict = {"seq_len": get("max_seq_length"), "text_scale": get("text_scale"), "fusion": fusion}
-    if fusion == "deq":
-        out["fusion_options"] = {k: get(k) for k in ("f_max_iter", "f_tol", "b_mode", "b_max_iter", "b_tol")}
+    if fusion == "deq":  # the paper's setting with the command's solver options
+        from ..models.cmbert import PAPER_DEQ
+
+        out["fusion"] = FusionFactory("deq", **PAPER_DEQ,
+                                      **{k: get(k) for k in ("f_max_iter", "f_tol", "b_mode", "b_max_iter", "b_tol")})
     return out
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..data.mosi import load_mosi_features, resplit_by_source, standardize
 from ..errors import UserError
-from ..fusion.registry import available_fusions
+from ..fusion.registry import FusionFactory, available_fusions
 from ..metrics.regression import regression_metrics
 from ..models.mosi_features import MosiFeatureModel
 from ..training.checkpoint import load_checkpoint
@@ -100,10 +100,9 @@ def describe(loaded: dict) -> dict:
 
 def build_model(cfg: dict, dims: dict, variant: dict) -> MosiFeatureModel:
     fusion = variant["fusion"]
-    return MosiFeatureModel({m: dims[m] for m in variant["modalities"]},
-                            fusion=fusion if fusion != "none" else "concat", hidden=cfg["hidden"],
-                            dropout=cfg["dropout"], input_dropout=cfg["input_dropout"],
-                            fusion_options=variant["options"])
+    factory = FusionFactory(fusion if fusion != "none" else "concat", **(variant["options"] or {}))
+    return MosiFeatureModel({m: dims[m] for m in variant["modalities"]}, fusion=factory, hidden=cfg["hidden"],
+                            dropout=cfg["dropout"], input_dropout=cfg["input_dropout"])
 
 
 def train(run: Run) -> dict:

@@ -22,6 +22,7 @@ import torch
 
 from ..data.mogonet import OmicsData, load_dataset
 from ..errors import UserError
+from ..fusion.registry import FusionFactory
 from ..models.omics import OmicsClassifier, omics_objective
 from ..training.checkpoint import CheckpointError, load_checkpoint
 from ..training.config import TrainConfig
@@ -127,8 +128,8 @@ def configure(args) -> tuple[dict, list[dict]]:
 
 
 def _classifier(cfg: dict, in_dims, num_classes: int, fusion: dict, modality_dropout: float = 0.0):
-    return OmicsClassifier(in_dims, num_classes, hidden=cfg["hidden"], fusion=fusion["fusion"],
-                           fusion_options=fusion["options"], dropout=cfg["dropout"],
+    factory = FusionFactory(fusion["fusion"], **(fusion["options"] or {}))
+    return OmicsClassifier(in_dims, num_classes, hidden=cfg["hidden"], fusion=factory, dropout=cfg["dropout"],
                            feature_norm=cfg["feature_norm"], modality_dropout=modality_dropout)
 
 

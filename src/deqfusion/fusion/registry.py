@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+
+from torch import nn
 
 _REGISTRY: dict[str, Callable] = {}
 
@@ -62,3 +65,71 @@ def build_fusion(name: str, in_dims, out_dim: int, names=None, **options):
         ```
     """
     return fusion_class(name)(in_dims=in_dims, out_dim=out_dim, names=names, **options)
+
+
+class FusionFactory:
+    """A registered fusion with its options, built later at the widths a model needs.
+
+    A model that contains a fusion takes one of these (or a built module, or a plain name) and calls it where it
+    creates its layers, so the fusion's parameters are drawn at the same point of the random stream as if the
+    model had built it itself. Option names are checked against the fusion's signature when the factory is made.
+
+    Example:
+        ```python
+        factory = FusionFactory("deq", b_mode="phantom")
+        fusion = factory([1000, 1000, 503], 500)          # the same as build_fusion("deq", [...], 500, b_mode=...)
+        ```
+    """
+
+    def __init__(self, name: str, **options):
+        cls = fusion_class(name)
+        params = inspect.signature(cls).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            unknown = sorted(set(options) - set(params) - {"in_dims", "out_dim", "names"})
+            if unknown:
+                raise ValueError(f"fusion {name!r} has no option(s) {unknown}")
+        self.name = name
+        self.options = dict(options)
+
+    def __call__(self, in_dims, out_dim: int, names=None):
+        return build_fusion(self.name, in_dims, out_dim, names=names, **self.options)
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"FusionFactory({self.name!r}{', ' + opts if opts else ''})"
+
+
+def make_fusion(fusion, in_dims, out_dim: int, names=None):
+    """A model's fusion module from what its caller gave.
+
+    Args:
+        fusion: a built module (its ``in_dims`` and ``out_dim`` must be the model's), a :class:`FusionFactory` or
+            any callable ``(in_dims, out_dim, names=None) -> module``, or a registered name (built with its
+            defaults).
+        in_dims, out_dim, names: what the model feeds the fusion and expects from it.
+
+    Raises:
+        ValueError: a built module of other widths, or an unknown name.
+        TypeError: anything else.
+    """
+    if isinstance(fusion, nn.Module):
+        got = (list(getattr(fusion, "in_dims", in_dims)), int(getattr(fusion, "out_dim", out_dim)))
+        if got != (list(in_dims), int(out_dim)):
+            raise ValueError(f"the fusion module takes in_dims {got[0]} to out_dim {got[1]}; this model needs "
+                             f"in_dims {list(in_dims)} to out_dim {out_dim}")
+        return fusion
+    if isinstance(fusion, str):
+        fusion = FusionFactory(fusion)
+    if callable(fusion):
+        return fusion(in_dims, out_dim, names=names)
+    raise TypeError(f"a fusion is a module, a FusionFactory or a registered name, got {type(fusion).__name__}")
+
+
+def fusion_label(fusion) -> str:
+    """The registered name of a fusion given to a model (a name, a factory or a built module), for records."""
+    if isinstance(fusion, str):
+        return fusion
+    if isinstance(fusion, FusionFactory):
+        return fusion.name
+    cls = type(fusion)
+    return next((n for n, c in _REGISTRY.items() if c is cls), cls.__name__)

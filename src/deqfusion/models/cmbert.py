@@ -25,7 +25,6 @@ Reference quirk kept behind a flag: the reference divides ``T`` by the square ro
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -35,7 +34,7 @@ from .. import fusion as _fusion  # noqa: F401  (registers the fusions)
 from ..deq.result import zero_loss
 from ..errors import UserError
 from ..fusion.info import FusionInfo
-from ..fusion.registry import build_fusion
+from ..fusion.registry import FusionFactory, fusion_label, make_fusion
 
 MAP_FUSIONS_BUILTIN = ("cmbert",)
 TEXT_SCALES = ("sample", "batch", "none")
@@ -54,6 +53,11 @@ class WeightedMapSum(nn.Module):
         return out, FusionInfo(jac_loss=zero_loss(out))
 
 
+#: the DEQ fusion options of the paper's CM-BERT setting (GroupNorm over 5 groups of the 50 map rows in the
+#: per-modality blocks, one group in the fusion block), used when the head is given the name ``"deq"``
+PAPER_DEQ = {"groups": 5, "fusion_groups": 1}
+
+
 class CrossModalHead(nn.Module):
     """Steps 2-5 above: projections, attention maps, fusion, masked attention over ``H``, regression.
 
@@ -62,9 +66,9 @@ class CrossModalHead(nn.Module):
         audio_dim: audio features per position.
         seq_len: number of positions ``L`` (the fused maps are L x L).
         proj_dim: width of the text/audio projections (30 in the reference).
-        fusion: ``"cmbert"`` or a registered fusion accepting (B, C, L) inputs (``"deq"``).
-        fusion_options: options for a registered fusion; for ``"deq"`` the defaults are ``groups=5,
-            fusion_groups=1``.
+        fusion: ``"cmbert"`` (the reference's weighted sum of the maps) or a fusion accepting (B, C, L) inputs:
+            a registered name, a :class:`~deqfusion.fusion.registry.FusionFactory` or a built module. The name
+            ``"deq"`` alone is the paper's DEQ setting, :data:`PAPER_DEQ` (``groups=5, fusion_groups=1``).
         att_dropout, hidden_dropout: dropout on the attention weights and on the hidden states.
         text_scale: ``"sample"``, ``"batch"`` (reference) or ``"none"``.
     """
@@ -75,8 +79,7 @@ class CrossModalHead(nn.Module):
         audio_dim: int = 5,
         seq_len: int = 50,
         proj_dim: int = 30,
-        fusion: str = "deq",
-        fusion_options: Mapping | None = None,
+        fusion="deq",
         att_dropout: float = 0.3,
         hidden_dropout: float = 0.1,
         text_scale: str = "sample",
@@ -86,20 +89,15 @@ class CrossModalHead(nn.Module):
             raise ValueError(f"text_scale must be one of {TEXT_SCALES}, got {text_scale!r}")
         self.seq_len = int(seq_len)
         self.text_scale = text_scale
-        self.fusion_name = fusion
+        self.fusion_name = fusion_label(fusion)
         self.proj_t = nn.Conv1d(hidden_size, proj_dim, kernel_size=1, bias=False)
         self.proj_a = nn.Conv1d(audio_dim, proj_dim, kernel_size=1, bias=False)
-        if fusion == "cmbert":
-            if fusion_options:
-                raise ValueError(f"the cmbert fusion takes no options, got {dict(fusion_options)}")
+        if isinstance(fusion, str) and fusion == "cmbert":
             self.fusion = WeightedMapSum(2)
         else:
-            opts = dict(fusion_options or {})
-            if fusion == "deq":
-                opts.setdefault("groups", 5)
-                opts.setdefault("fusion_groups", 1)
-            self.fusion = build_fusion(fusion, [self.seq_len, self.seq_len], self.seq_len,
-                                       names=["text", "audio"], **opts)
+            if isinstance(fusion, str) and fusion == "deq":
+                fusion = FusionFactory("deq", **PAPER_DEQ)
+            self.fusion = make_fusion(fusion, [self.seq_len, self.seq_len], self.seq_len, names=["text", "audio"])
             if getattr(self.fusion, "feature_dims", 1) == 1:
                 raise ValueError(
                     f"fusion {fusion!r} only takes (B, d) vectors; the attention maps are (B, L, L)"

@@ -28,7 +28,7 @@ running loss by 1.5 per modality.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from .. import fusion as _fusions  # noqa: F401  (registers the fusions)
 from ..deq.result import zero_loss
 from ..fusion.info import FusionInfo
-from ..fusion.registry import build_fusion
+from ..fusion.registry import fusion_label, make_fusion
 from ..metrics.classification import classification_metrics
 from .omics import OmicsOutput, omics_loss
 
@@ -62,8 +62,9 @@ class MMDynamicsClassifier(nn.Module):
         num_classes: number of classes ``C`` (at least 2).
         hidden: encoder width ``H`` (MM-Dynamics: 1000; the DEQ paper: 300 for ROSMAP, 500 for BRCA).
         dropout: dropout after each encoder (0.5 in both papers).
-        fusion: ``"concat"`` (MM-Dynamics) or a registered fusion name.
-        fusion_options: options for the fusion (not allowed with ``"concat"``).
+        fusion: ``"concat"`` (MM-Dynamics' concatenation classifier) or a fusion: a registered name, a
+            :class:`~deqfusion.fusion.registry.FusionFactory` (a name with options) or a built fusion module (see
+            :func:`~deqfusion.fusion.registry.make_fusion`).
         names: optional modality names, passed to the fusion.
         modality_dropout: in training, hide each modality of each sample from the fusion with this probability
             (a sample keeps at least one); the concatenation sees a hidden modality's features as zeros. The
@@ -71,7 +72,7 @@ class MMDynamicsClassifier(nn.Module):
     """
 
     def __init__(self, in_dims: Sequence[int], num_classes: int, hidden: int = 1000, dropout: float = 0.5,
-                 fusion: str = CONCAT, fusion_options: Mapping | None = None, names: Sequence[str] | None = None,
+                 fusion=CONCAT, names: Sequence[str] | None = None,
                  modality_dropout: float = 0.0):
         super().__init__()
         in_dims = [int(d) for d in in_dims]
@@ -87,24 +88,20 @@ class MMDynamicsClassifier(nn.Module):
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         if not 0.0 <= modality_dropout < 1.0:
             raise ValueError(f"modality_dropout must lie in [0, 1), got {modality_dropout}")
-        if fusion == CONCAT and fusion_options:
-            raise ValueError(f"the concatenation classifier takes no fusion options, got {dict(fusion_options)}")
         self.in_dims, self.num_classes, self.hidden = in_dims, int(num_classes), int(hidden)
         self.dropout, self.modality_dropout = float(dropout), float(modality_dropout)
-        self.fusion_name = fusion
-        self.fusion_options = dict(fusion_options or {})
+        self.fusion_name = fusion_label(fusion)
         views = range(len(in_dims))
         # creation order = the published model's (see the module docstring)
         self.informativeness = nn.ModuleList(_linear(in_dims[v], in_dims[v]) for v in views)
         self.confidence = nn.ModuleList(_linear(hidden, 1) for _ in views)
         self.modality_classifiers = nn.ModuleList(_linear(hidden, num_classes) for _ in views)
         self.encoders = nn.ModuleList(_linear(in_dims[v], hidden) for v in views)
-        if fusion == CONCAT:
+        if isinstance(fusion, str) and fusion == CONCAT:
             self.fusion = None
             self.classifier = _linear(len(in_dims) * hidden, num_classes)
         else:
-            self.fusion = build_fusion(fusion, in_dims=[hidden] * len(in_dims), out_dim=hidden, names=names,
-                                       **self.fusion_options)
+            self.fusion = make_fusion(fusion, [hidden] * len(in_dims), hidden, names=names)
             self.classifier = _linear(hidden, num_classes)
 
     def forward(self, xs: Sequence[Tensor], mask: Tensor | None = None, **fusion_kwargs) -> OmicsOutput:

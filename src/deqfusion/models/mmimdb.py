@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..deq.result import zero_loss
 from ..fusion.info import FusionInfo
-from ..fusion.registry import available_fusions, build_fusion
+from ..fusion.registry import available_fusions, fusion_label, make_fusion
 from .maxout import MaxoutMLP
 
 __all__ = ["MMIMDBModel", "EarlyFusionModel", "build_mmimdb_model", "mmimdb_model_names", "EARLY"]
@@ -32,29 +32,28 @@ class MMIMDBModel(nn.Module):
     """``text -> MaxoutMLP``, ``image -> MaxoutMLP``, fusion of the two encodings, ``Linear(hidden, labels)``.
 
     Args:
-        fusion: a registered fusion name, built with ``in_dims = [text_hidden[-1], image_hidden[-1]]``,
-            ``out_dim = hidden`` and ``names = ("text", "image")``.
+        fusion: a registered fusion name, a :class:`~deqfusion.fusion.registry.FusionFactory` (a name with
+            options) or a built fusion module (see :func:`~deqfusion.fusion.registry.make_fusion`); it fuses
+            ``in_dims = [text_hidden[-1], image_hidden[-1]]`` into ``out_dim = hidden``, modalities ``("text",
+            "image")``.
         text_dim, image_dim, num_labels: data sizes (300, 4096, 23).
         hidden: fused width (512).
         text_hidden, image_hidden: encoder layer sizes (default ``[hidden, hidden]`` and
             ``[2 * hidden, hidden]``, i.e. 300 -> 512 -> 512 and 4096 -> 1024 -> 512).
         dropout: encoder dropout (0.3).
-        fusion_options: keyword options for the fusion (e.g. ``b_mode="phantom"`` for ``deq``).
     """
 
-    def __init__(self, fusion: str = "deq", text_dim: int = 300, image_dim: int = 4096, num_labels: int = 23,
+    def __init__(self, fusion="deq", text_dim: int = 300, image_dim: int = 4096, num_labels: int = 23,
                  hidden: int = 512, text_hidden: Sequence[int] | None = None,
-                 image_hidden: Sequence[int] | None = None, dropout: float = 0.3,
-                 fusion_options: dict | None = None):
+                 image_hidden: Sequence[int] | None = None, dropout: float = 0.3):
         super().__init__()
         text_hidden = list(text_hidden) if text_hidden is not None else [hidden, hidden]
         image_hidden = list(image_hidden) if image_hidden is not None else [2 * hidden, hidden]
         self.text_encoder = MaxoutMLP(text_dim, text_hidden, dropout=dropout)
         self.image_encoder = MaxoutMLP(image_dim, image_hidden, dropout=dropout)
-        self.fusion = build_fusion(fusion, in_dims=[text_hidden[-1], image_hidden[-1]], out_dim=hidden,
-                                   names=list(MODALITIES), **(fusion_options or {}))
+        self.fusion = make_fusion(fusion, [text_hidden[-1], image_hidden[-1]], hidden, names=list(MODALITIES))
         self.head = nn.Linear(hidden, num_labels)
-        self.fusion_name = fusion
+        self.fusion_name = fusion_label(fusion)
 
     def forward(self, text: Tensor, image: Tensor, mask: Tensor | None = None) -> tuple[Tensor, FusionInfo]:
         fused, info = self.fusion([self.text_encoder(text), self.image_encoder(image)], mask=mask)
@@ -90,19 +89,16 @@ class EarlyFusionModel(nn.Module):
         return logits, FusionInfo(jac_loss=zero_loss(logits))
 
 
-def build_mmimdb_model(fusion: str, *, text_dim: int = 300, image_dim: int = 4096, num_labels: int = 23,
-                       hidden: int = 512, dropout: float = 0.3, fusion_options: dict | None = None,
-                       **encoder_sizes) -> nn.Module:
-    """The MM-IMDB model for ``fusion`` (``"early"`` or a registered fusion name).
+def build_mmimdb_model(fusion, *, text_dim: int = 300, image_dim: int = 4096, num_labels: int = 23,
+                       hidden: int = 512, dropout: float = 0.3, **encoder_sizes) -> nn.Module:
+    """The MM-IMDB model for ``fusion``: ``"early"``, or a fusion for :class:`MMIMDBModel` (a registered name, a
+    :class:`~deqfusion.fusion.registry.FusionFactory` or a built module).
 
     ``encoder_sizes`` are ``text_hidden``/``image_hidden`` (fusion models) or ``hidden_dims`` (early fusion).
-    Raises ``ValueError`` for an unknown name or options given to early fusion.
+    Raises ``ValueError`` for an unknown name.
     """
-    if fusion == EARLY:
-        if fusion_options:
-            raise ValueError(f"early fusion takes no fusion options, got {sorted(fusion_options)}")
+    if isinstance(fusion, str) and fusion == EARLY:
         return EarlyFusionModel(text_dim, image_dim, num_labels, hidden, dropout=dropout, **encoder_sizes)
-    if fusion not in available_fusions():
+    if isinstance(fusion, str) and fusion not in available_fusions():
         raise ValueError(f"unknown fusion {fusion!r}; choose one of {mmimdb_model_names()}")
-    return MMIMDBModel(fusion, text_dim, image_dim, num_labels, hidden, dropout=dropout,
-                       fusion_options=fusion_options, **encoder_sizes)
+    return MMIMDBModel(fusion, text_dim, image_dim, num_labels, hidden, dropout=dropout, **encoder_sizes)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .. import fusion as _fusion  # noqa: F401  (registers the fusions)
 from ..deq.result import zero_loss
 from ..fusion.info import FusionInfo
-from ..fusion.registry import build_fusion
+from ..fusion.registry import fusion_label, make_fusion
 
 
 class MLPEncoder(nn.Module):
@@ -42,11 +42,11 @@ class MosiFeatureModel(nn.Module):
 
     Args:
         in_dims: modality name -> feature size, in the order the fusion receives them.
-        fusion: registered fusion name (ignored with a single modality).
+        fusion: a registered fusion name, a :class:`~deqfusion.fusion.registry.FusionFactory` (a name with options) or a
+            built fusion module (see :func:`~deqfusion.fusion.registry.make_fusion`) (ignored with a single modality).
         hidden: encoder output width = fusion input and output width.
         dropout: dropout inside encoders and head.
         input_dropout: dropout on the raw features.
-        fusion_options: keyword options passed to the fusion (e.g. ``{"f_max_iter": 30}`` for ``deq``).
 
     ``forward(features)`` takes a dict name -> ``(B, d)`` tensor and returns ``(prediction (B,), info)``.
     """
@@ -54,11 +54,10 @@ class MosiFeatureModel(nn.Module):
     def __init__(
         self,
         in_dims: Mapping[str, int],
-        fusion: str = "deq",
+        fusion="deq",
         hidden: int = 64,
         dropout: float = 0.2,
         input_dropout: float = 0.0,
-        fusion_options: Mapping | None = None,
     ):
         super().__init__()
         if not in_dims:
@@ -71,10 +70,8 @@ class MosiFeatureModel(nn.Module):
             self.fusion_name = "none"
             self.fusion = None
         else:
-            self.fusion_name = fusion
-            opts = dict(fusion_options or {})
-            n = len(self.modalities)
-            self.fusion = build_fusion(fusion, [hidden] * n, hidden, names=self.modalities, **opts)
+            self.fusion_name = fusion_label(fusion)
+            self.fusion = make_fusion(fusion, [hidden] * len(self.modalities), hidden, names=self.modalities)
         self.head = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
         )

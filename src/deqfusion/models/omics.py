@@ -17,7 +17,7 @@ The fusion is any registered name, built with the options given (the omics exper
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from .. import fusion as _fusions  # noqa: F401  (registers the fusions)
 from ..fusion.info import FusionInfo
-from ..fusion.registry import build_fusion
+from ..fusion.registry import fusion_label, make_fusion
 from ..metrics.classification import classification_metrics
 
 __all__ = ["OmicsOutput", "OmicsClassifier", "omics_loss", "omics_objective"]
@@ -60,8 +60,8 @@ class OmicsClassifier(nn.Module):
         in_dims: feature count of each omics modality.
         num_classes: number of classes C.
         hidden: encoder width H, also the fusion width (the reference: 500 for BRCA, 300 for ROSMAP).
-        fusion: a registered fusion name.
-        fusion_options: options passed to the fusion.
+        fusion: a registered fusion name, a :class:`~deqfusion.fusion.registry.FusionFactory` (a name with options) or a
+            built fusion module (see :func:`~deqfusion.fusion.registry.make_fusion`).
         dropout: dropout after each modality encoder (reference 0.5).
         names: optional modality names (passed to the fusion).
         feature_norm: ``"none"`` (the reference: the fusion gets ``h_v * confidence_v``) or ``"layer"``
@@ -72,8 +72,7 @@ class OmicsClassifier(nn.Module):
             The per-modality heads and loss terms still see the modality.
     """
 
-    def __init__(self, in_dims: Sequence[int], num_classes: int, hidden: int = 500, fusion: str = "deq",
-                 fusion_options: Mapping | None = None, dropout: float = 0.5,
+    def __init__(self, in_dims: Sequence[int], num_classes: int, hidden: int = 500, fusion="deq", dropout: float = 0.5,
                  names: Sequence[str] | None = None, feature_norm: str = "none", modality_dropout: float = 0.0):
         super().__init__()
         if not 0.0 <= modality_dropout < 1.0:
@@ -89,7 +88,7 @@ class OmicsClassifier(nn.Module):
         self.in_dims = in_dims
         self.num_classes = int(num_classes)
         self.hidden = int(hidden)
-        self.fusion_name, self.fusion_options = fusion, dict(fusion_options or {})
+        self.fusion_name = fusion_label(fusion)
         self.informativeness = nn.ModuleList(nn.Linear(d, d) for d in in_dims)
         self.encoders = nn.ModuleList(nn.Linear(d, hidden) for d in in_dims)
         self.modality_classifiers = nn.ModuleList(nn.Linear(hidden, num_classes) for _ in in_dims)
@@ -103,8 +102,7 @@ class OmicsClassifier(nn.Module):
                     self.classifier]:
             nn.init.xavier_normal_(mod.weight)
             nn.init.zeros_(mod.bias)
-        self.fusion = build_fusion(self.fusion_name, in_dims=[hidden] * len(in_dims), out_dim=hidden,
-                                   names=names, **self.fusion_options)
+        self.fusion = make_fusion(fusion, [hidden] * len(in_dims), hidden, names=names)
 
     def forward(self, xs: Sequence[Tensor | None], mask: Tensor | None = None) -> OmicsOutput:
         """``xs``: one ``(B, d_v)`` tensor per modality, ``None`` for a modality absent from the whole batch;
