@@ -27,9 +27,9 @@ from deqfusion.training import distributed as ddp
 HERE = Path(__file__).resolve().parent
 
 
-def _torchrun(args, tmp_path, timeout=300, expect=0):
+def _torchrun(args, tmp_path, timeout=300, expect=0, launcher=()):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *launcher, *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path)
     if expect == 0:
         assert proc.returncode == 0, proc.stderr[-4000:]
@@ -48,16 +48,24 @@ def test_check_global_batch():
 
 
 def test_torchrun_with_a_batch_the_processes_cannot_share_is_one_line(shared_data_dir, tmp_path):
+    # each process's stderr goes to its own file (the two processes fail at the same moment, and their lines could
+    # interleave on the launcher's stderr)
+    logs = tmp_path / "logs"
     proc = _torchrun(["-m", "deqfusion.cli", "mosi-features", "--data-dir", str(shared_data_dir), "--seeds", "0",
                       "--epochs", "1", "--fusion", "concat", "--subsets", "T+A", "--batch-size", "25",
-                      "--threads", "1", "--out", str(tmp_path / "o")], tmp_path, expect=2)
+                      "--threads", "1", "--out", str(tmp_path / "o")], tmp_path, expect=2,
+                     launcher=("--log-dir", str(logs), "--redirects", "2"))
     # torchrun itself prints a traceback of its launcher (ChildFailedError) for a process that exits non-zero;
     # the processes print none: no frame of deqfusion's code, the error as one line from each
-    assert "deqfusion/" not in "".join(ln for ln in proc.stderr.splitlines() if ln.strip().startswith("File "))
     assert "ChildFailedError" in proc.stderr and "exitcode  : 2" in proc.stderr
-    errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln and ln.startswith("deqfusion")]
-    assert errors and all(ln == "deqfusion mosi-features: error: --batch-size 25 (the global batch) is not "
-                                "divisible by the 2 processes; pass a multiple of 2 (e.g. 24 or 26)" for ln in errors)
+    per_rank = sorted(logs.rglob("stderr.log"))
+    assert len(per_rank) == 2
+    for f in per_rank:
+        text = f.read_text()
+        assert "Traceback" not in text, text
+        errors = [ln for ln in text.splitlines() if "error" in ln.lower()]
+        assert errors == ["deqfusion mosi-features: error: --batch-size 25 (the global batch) is not divisible by "
+                          "the 2 processes; pass a multiple of 2 (e.g. 24 or 26)"], text
 
 
 def test_shard_order_covers_the_global_batch():
