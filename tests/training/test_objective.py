@@ -93,22 +93,29 @@ def test_same_seed_same_numbers_and_reference_protocol_changes_nothing():
         _train(ref_cfg)
 
 
+
+class _Stop(Exception):
+    pass
+
+
+def _train_interrupted(epoch: int, cfg, **kw) -> None:
+    """``_train`` killed when the history row of ``epoch`` is reported (the checkpoints before it stay)."""
+    def stop(row):
+        if row["epoch"] == epoch:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        _train(cfg, progress=stop, **kw)
+
+
 def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
     opts = {"f_max_iter": 5, "b_mode": "phantom", "phantom_steps": 2}
     cfg = _omics_config(epochs=12, lr=1e-2, eval_every=3, checkpoint_every=4, step_size=5)
     _, straight = _train(cfg, fusion="deq", opts=opts)
 
     # interrupted after epoch 8 (two checkpoints written), then resumed
-    class Stop(Exception):
-        pass
-
-    def stop_at_9(row):
-        if row["epoch"] == 9:
-            raise Stop
-
     ck = tmp_path / "ck.pt"
-    with pytest.raises(Stop):
-        _train(cfg, fusion="deq", opts=opts, checkpoint_path=ck, fingerprint={"a": 1}, progress=stop_at_9)
+    _train_interrupted(9, cfg, fusion="deq", opts=opts, checkpoint_path=ck, fingerprint={"a": 1})
     assert load_checkpoint(ck)["state"]["epoch"] == 8
     model, resumed = _train(cfg, seed=0, fusion="deq", opts=opts, checkpoint_path=ck, resume=True,
                             fingerprint={"a": 1})
@@ -183,16 +190,8 @@ def test_warmup_cosine_run_resumes_exactly(tmp_path):
     lrs = _lrs(cfg)
     assert [h["lr"] for h in straight.history] == pytest.approx([lrs[3], lrs[6], lrs[9], 1e-4])
 
-    class Stop(Exception):
-        pass
-
-    def stop_at_9(row):
-        if row["epoch"] == 9:
-            raise Stop
-
     ck = tmp_path / "ck.pt"
-    with pytest.raises(Stop):
-        _train(cfg, checkpoint_path=ck, progress=stop_at_9)
+    _train_interrupted(9, cfg, checkpoint_path=ck)
     _, resumed = _train(cfg, checkpoint_path=ck, resume=True)
     assert resumed.resumed_from == 8
     assert resumed.history == straight.history
