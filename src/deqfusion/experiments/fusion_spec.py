@@ -17,13 +17,12 @@ from dataclasses import dataclass
 
 from .. import fusion as _fusions  # noqa: F401  (registers the fusions)
 from ..errors import UserError
-from ..fusion.registry import available_fusions, fusion_class
+from ..fusion.registry import available_fusions, fusion_parameters
 
 __all__ = ["FusionSpec", "parse_option_value", "parse_fusion_spec", "fusion_parameters", "check_options",
            "resolve_fusion_spec", "resolve_fusion_specs"]
 
 #: constructor arguments every fusion takes from the model, never from a spec
-_STRUCTURAL = ("self", "in_dims", "out_dim", "names")
 
 
 @dataclass(frozen=True)
@@ -63,22 +62,6 @@ def parse_fusion_spec(spec: str) -> FusionSpec:
         options[key.strip()] = parse_option_value(value.strip())
     label = name + "".join(f"_{k}-{v}" for k, v in options.items())
     return FusionSpec(re.sub(r"[^A-Za-z0-9_.-]+", "", label), name, options)
-
-
-def fusion_parameters(name: str) -> dict[str, inspect.Parameter]:
-    """The options the fusion registered as ``name`` accepts: its constructor's keyword parameters and, where it
-    passes ``**kwargs`` on, those of its base classes."""
-    params: dict[str, inspect.Parameter] = {}
-    for cls in fusion_class(name).__mro__:
-        if "__init__" not in vars(cls):
-            continue
-        sig = inspect.signature(vars(cls)["__init__"])
-        for p in sig.parameters.values():
-            if p.name not in _STRUCTURAL and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-                params.setdefault(p.name, p)
-        if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
-            break
-    return params
 
 
 def _kind_ok(value, default) -> bool:

@@ -67,6 +67,26 @@ def build_fusion(name: str, in_dims, out_dim: int, names=None, **options):
     return fusion_class(name)(in_dims=in_dims, out_dim=out_dim, names=names, **options)
 
 
+_STRUCTURAL = ("self", "in_dims", "out_dim", "names")
+
+
+def fusion_parameters(name: str) -> dict[str, inspect.Parameter]:
+    """The options the fusion registered as ``name`` accepts: its constructor's keyword parameters and, where it
+    passes ``**kwargs`` on, those of its base classes."""
+    params: dict[str, inspect.Parameter] = {}
+    for cls in fusion_class(name).__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        sig = inspect.signature(vars(cls)["__init__"])
+        for p in sig.parameters.values():
+            if p.name not in _STRUCTURAL and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                params.setdefault(p.name, p)
+        if not any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
+            break
+    return params
+
+
+
 class FusionFactory:
     """A registered fusion with its options, built later at the widths a model needs.
 
@@ -82,12 +102,9 @@ class FusionFactory:
     """
 
     def __init__(self, name: str, **options):
-        cls = fusion_class(name)
-        params = inspect.signature(cls).parameters
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            unknown = sorted(set(options) - set(params) - {"in_dims", "out_dim", "names"})
-            if unknown:
-                raise ValueError(f"fusion {name!r} has no option(s) {unknown}")
+        unknown = sorted(set(options) - set(fusion_parameters(name)))
+        if unknown:
+            raise ValueError(f"fusion {name!r} has no option(s) {unknown}")
         self.name = name
         self.options = dict(options)
 
