@@ -50,6 +50,12 @@ def _channel_view(v: Tensor, ndim: int) -> Tensor:
     return v if ndim == 2 else v[:, None]
 
 
+def _modality_view(v: Tensor, ndim: int) -> Tensor:
+    """A per-modality, per-channel tensor ``(N, C)`` shaped to broadcast against a modality-major state
+    ``(N, B, C)`` or ``(N, B, C, L)`` (``ndim`` 3 or 4)."""
+    return v.view((v.shape[0], 1, v.shape[1]) + (1,) * (ndim - 3))
+
+
 def _sample_view(v: Tensor, ndim: int) -> Tensor:
     """A per-sample vector ``(B,)`` shaped to broadcast against a ``(B, C)`` or ``(B, C, L)`` tensor."""
     return v.view(-1, *([1] * (ndim - 1)))
@@ -84,8 +90,7 @@ class ModalityGroupNorm(nn.Module):
     def affine(self, ndim: int) -> tuple[Tensor, Tensor]:
         """The ``(weight, bias)`` pair shaped to broadcast against a modality-major state ``(N, B, C[, L])`` of
         ``ndim`` dimensions."""
-        shape = (self.weight.shape[0], 1, self.weight.shape[1]) + (1,) * (ndim - 3)
-        return self.weight.view(shape), self.bias.view(shape)
+        return _modality_view(self.weight, ndim), _modality_view(self.bias, ndim)
 
     def forward(self, x: Tensor, out: Tensor | None = None, affine: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Normalise every modality's state in ``x`` (contiguous, ``(N, B, C[, L])``) and apply each modality's
@@ -131,11 +136,7 @@ class UnimodalBlocks(nn.Module):
 
         ``x``: the projected features, modality-major ``(N, B, C[, L])``.
         """
-        return x + self._bias_view(self.b2, x.dim())
-
-    @staticmethod
-    def _bias_view(b: Tensor, ndim: int) -> Tensor:
-        return b.view((b.shape[0], 1, b.shape[1]) + (1,) * (ndim - 3))
+        return x + _modality_view(self.b2, x.dim())
 
     def views(self, ndim: int) -> tuple:
         """The parameters as the evaluation of a modality-major state of ``ndim`` dimensions uses them (views, no
@@ -143,7 +144,7 @@ class UnimodalBlocks(nn.Module):
         the map many times with unchanged parameters takes them once instead of reshaping them in every
         evaluation."""
         w1, w2 = (self.w1.transpose(1, 2), self.w2.transpose(1, 2)) if ndim == 3 else (self.w1, self.w2)
-        return (w1, self._bias_view(self.b1, ndim), w2,
+        return (w1, _modality_view(self.b1, ndim), w2,
                 self.gn1.affine(ndim), self.gn2.affine(ndim), self.gn3.affine(ndim))
 
     def forward(self, z: Tensor, x_plus_b2: Tensor, out: Tensor | None = None,
