@@ -89,12 +89,9 @@ def describe(splits: dict) -> dict:
 
 def build_model(cfg: dict, data: dict, variant: dict) -> torch.nn.Module:
     try:
-        fusion = variant["fusion"]
-        if fusion == EARLY:
-            if variant["options"]:
-                raise ValueError(f"early fusion takes no options, got {sorted(variant['options'])}")
-        else:
-            fusion = FusionFactory(fusion, **(variant["options"] or {}))
+        # early fusion takes no options (the spec resolver refuses them)
+        fusion = variant["fusion"] if variant["fusion"] == EARLY else FusionFactory(variant["fusion"],
+                                                                                 **(variant["options"] or {}))
         return build_mmimdb_model(fusion, text_dim=data["train"]["text"].shape[1],
                                   image_dim=data["train"]["image"].shape[1],
                                   num_labels=data["train"]["labels"].shape[1], hidden=cfg["hidden"],
