@@ -68,6 +68,7 @@ def main():
     if ddp.is_main():
         with open(sys.argv[1], "w") as fh:
             json.dump(report, fh)
+    del wrapped  # before leaving the group (see ddp.cleanup)
     ddp.cleanup()
 
 

@@ -10,6 +10,7 @@ process) every helper here is a no-op and training runs as usual.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 
@@ -102,8 +103,13 @@ def setup_from_env(device: str = "cpu", timeout_s: float = 600.0) -> str:
 
 
 def cleanup() -> None:
-    """Leave the process group (no-op without one)."""
+    """Leave the process group (no-op without one).
+
+    Unreferenced ``DistributedDataParallel`` wrappers are collected first, while the group and the interpreter are
+    alive: a wrapper's reducer left for the interpreter's exit can abort the process there (gloo's threads still
+    hold its work objects). Callers drop their own references to a wrapper before calling this."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 
